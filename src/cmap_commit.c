@@ -1,0 +1,894 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmap_commit.c
+ *	  The commit protocol: a transaction's batch becomes exactly one new
+ *	  version of its map, published at commit, or nothing at all.
+ *
+ * PostgreSQL gives two moments.  XACT_EVENT_PRE_COMMIT runs while the
+ * transaction can still fail cleanly; XACT_EVENT_COMMIT runs after the
+ * commit is durable, with interrupts held, and must not fail (an ERROR there
+ * is promoted to PANIC).  Publishing at PRE_COMMIT would expose writes of
+ * transactions that still abort afterwards (deferred triggers run before
+ * us, but serialization failures, NOTIFY and more come after), so:
+ *
+ *	PRE_COMMIT: sort the batch, copy large values into blobs, reserve every
+ *		node the apply can need and one version header (any of this may
+ *		raise 53200 and nothing has changed), then open a commit window;
+ *	COMMIT: under the map's writer lock, apply the batch onto the version
+ *		that is current *now* (blind writes commute: last committer wins),
+ *		using reserved nodes only, publish, append the retired objects to
+ *		the map's retire list, release the lock;
+ *	ABORT: give everything back.
+ *
+ * Commit windows.  Between its PRE_COMMIT and its COMMIT a small transaction
+ * holds an open window on its map.  Two kinds of commits cannot use the
+ * apply-at-COMMIT scheme and take the map's exclusive window instead:
+ *	- large batches (more than CMAP_SMALL_BATCH entries), whose worst-case
+ *	  node need is too large to reserve blindly;
+ *	- batches with conditional operations or increments, whose validation
+ *	  (40001, 22P02, 22003) must happen where an ERROR is allowed and must
+ *	  still hold when they publish.
+ * The exclusive owner first waits until no window is open, and new windows
+ * wait while it holds or waits for exclusivity.  With the map frozen it
+ * builds the complete new version at PRE_COMMIT (exact memory use, errors
+ * allowed) and only publishes it at COMMIT.  All waits are condition
+ * variable sleeps: interruptible (cancel, statement_timeout) and never with
+ * an LWLock held.  A holder of a window never waits for anything of ours,
+ * so windows cannot deadlock among themselves.
+ *
+ * The reservation of a small commit covers height + 2 levels of growth
+ * while it is in flight; the COMMIT step falls back to unreserved pool
+ * nodes, then to a non-failing allocation (cmap_pool_take_emergency).
+ *
+ * Code in commit_apply_small() and commit_publish() runs in the COMMIT
+ * step: no palloc, no ereport(ERROR), no catalog access.  Keep it so.
+ *
+ * Copyright (c) 2026, cmapext developers
+ * Released under the PostgreSQL License (see LICENSE).
+ *
+ * IDENTIFICATION
+ *	  src/cmap_commit.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "cmapext.h"
+#include "cmap_batch.h"
+#include "cmap_commit.h"
+#include "cmap_reclaim.h"
+#include "cmap_snapshot.h"
+#include "cmap_tree.h"
+
+typedef enum CommitStage
+{
+	CS_IDLE,
+	CS_SMALL,					/* window open, nodes reserved */
+	CS_EXCL_WAITING,			/* waiting for the exclusive window */
+	CS_EXCL_BUILT				/* exclusive window held, version built */
+} CommitStage;
+
+/* A database dropped by this transaction. */
+typedef struct DroppedDb
+{
+	Oid			dboid;
+	CmapMap    *map;
+	int			hdr_slot;
+} DroppedDb;
+
+#define MAX_DROPPED_DBS 8
+
+/* State of the current transaction's commit. */
+static struct
+{
+	CommitStage stage;
+	CmapMap    *map;
+	CmapEntry **ops;
+	int			nops;
+	bool		cleared;
+	uint64		reserved;		/* CS_SMALL: nodes reserved */
+	int			hdr_slot;		/* reserved header or -1 */
+	uint64		base_word;		/* CS_EXCL_BUILT: version built upon */
+	CmapWriter	writer;			/* CS_EXCL_BUILT: the new version */
+
+	DroppedDb	dropped[MAX_DROPPED_DBS];
+	int			ndropped;
+}			cs = {CS_IDLE, NULL, NULL, 0, false, 0, -1};
+
+/* State of an immediate-mode write in progress (for abort cleanup). */
+static struct
+{
+	bool		active;
+	CmapMap    *map;
+	dsa_pointer blob;
+	uint64		reserved;
+	int			hdr_slot;
+	bool		window;
+}			imm;
+
+static void cmap_xact_callback(XactEvent event, void *arg);
+static void cmap_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								  SubTransactionId parentSubid, void *arg);
+static void commit_pre_commit(void);
+static void commit_commit(void);
+static void commit_abort(void);
+static void commit_end(void);
+static void window_open(CmapMap *map);
+static void window_close(CmapMap *map);
+static void window_acquire_exclusive(CmapMap *map);
+static void window_release_exclusive(CmapMap *map);
+static void make_blobs(CmapEntry **ops, int nops);
+static void validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
+static void apply_blind(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
+static bool commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot);
+static void reset_dropped_db(DroppedDb *d);
+
+void
+cmap_commit_register_callbacks(void)
+{
+	RegisterXactCallback(cmap_xact_callback, NULL);
+	RegisterSubXactCallback(cmap_subxact_callback, NULL);
+}
+
+static void
+cmap_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			commit_pre_commit();
+			break;
+		case XACT_EVENT_COMMIT:
+			commit_commit();
+			commit_end();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			commit_abort();
+			commit_end();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (cmap_batch_active() || cs.ndropped > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has written to cmapext"),
+						 errdetail("Map writes are published at commit and cannot be held by a prepared transaction."),
+						 errhint("Commit the map writes in a separate transaction.")));
+			break;
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			commit_end();
+			break;
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			break;
+	}
+}
+
+static void
+cmap_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		cmap_batch_subxact_abort(mySubid);
+		cmap_views_subxact_abort(mySubid);
+	}
+}
+
+/* Remember a DROP DATABASE of a database that has a map. */
+void
+cmap_commit_note_dropdb(Oid dboid)
+{
+	CmapMap    *map = cmap_lookup_map(dboid);
+
+	if (map == NULL || cs.ndropped >= MAX_DROPPED_DBS)
+		return;
+	cs.dropped[cs.ndropped].dboid = dboid;
+	cs.dropped[cs.ndropped].map = map;
+	cs.dropped[cs.ndropped].hdr_slot = -1;
+	cs.ndropped++;
+}
+
+/* ------------------------------------------------------------------------
+ * Windows
+ * ------------------------------------------------------------------------
+ */
+
+static void
+window_open(CmapMap *map)
+{
+	bool		slept = false;
+
+	for (;;)
+	{
+		SpinLockAcquire(&map->win_lock);
+		if (map->excl_owner < 0 && map->excl_waiters == 0)
+		{
+			map->windows_open++;
+			cmap_shared->windows[cmap_my_procno].map_index = map->index;
+			SpinLockRelease(&map->win_lock);
+			break;
+		}
+		SpinLockRelease(&map->win_lock);
+		/* the first call only prepares to sleep; then we re-check */
+		ConditionVariableSleep(&map->win_cv, PG_WAIT_EXTENSION);
+		slept = true;
+	}
+	if (slept)
+		ConditionVariableCancelSleep();
+}
+
+/* Close a window.  Safe in the COMMIT step. */
+static void
+window_close(CmapMap *map)
+{
+	bool		wake;
+
+	SpinLockAcquire(&map->win_lock);
+	Assert(map->windows_open > 0);
+	map->windows_open--;
+	cmap_shared->windows[cmap_my_procno].map_index = -1;
+	wake = (map->windows_open == 0 && map->excl_waiters > 0);
+	SpinLockRelease(&map->win_lock);
+	if (wake)
+		ConditionVariableBroadcast(&map->win_cv);
+}
+
+static void
+window_acquire_exclusive(CmapMap *map)
+{
+	bool		slept = false;
+
+	SpinLockAcquire(&map->win_lock);
+	map->excl_waiters++;
+	SpinLockRelease(&map->win_lock);
+	cs.stage = CS_EXCL_WAITING;
+	cs.map = map;
+
+	for (;;)
+	{
+		SpinLockAcquire(&map->win_lock);
+		if (map->excl_owner < 0 && map->windows_open == 0)
+		{
+			map->excl_owner = cmap_my_procno;
+			map->excl_waiters--;
+			cmap_shared->windows[cmap_my_procno].map_index = map->index;
+			cmap_shared->windows[cmap_my_procno].exclusive = true;
+			SpinLockRelease(&map->win_lock);
+			break;
+		}
+		SpinLockRelease(&map->win_lock);
+		ConditionVariableSleep(&map->win_cv, PG_WAIT_EXTENSION);
+		slept = true;
+	}
+	if (slept)
+		ConditionVariableCancelSleep();
+}
+
+/* Give up the exclusive window, or stop waiting for it.  Safe in COMMIT. */
+static void
+window_release_exclusive(CmapMap *map)
+{
+	SpinLockAcquire(&map->win_lock);
+	if (map->excl_owner == cmap_my_procno)
+		map->excl_owner = -1;
+	else
+	{
+		Assert(map->excl_waiters > 0);
+		map->excl_waiters--;
+	}
+	cmap_shared->windows[cmap_my_procno].map_index = -1;
+	cmap_shared->windows[cmap_my_procno].exclusive = false;
+	SpinLockRelease(&map->win_lock);
+	ConditionVariableBroadcast(&map->win_cv);
+}
+
+/* ------------------------------------------------------------------------
+ * PRE_COMMIT
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Copy every value too long to live inside a leaf into a blob.  An out of
+ * memory error leaves the blobs made so far in the entries; the abort
+ * callback frees them.
+ */
+static void
+make_blobs(CmapEntry **ops, int nops)
+{
+	int			i;
+
+	for (i = 0; i < nops; i++)
+	{
+		CmapEntry  *e = ops[i];
+		bool		oom;
+
+		if (e->st.op != CMAP_OP_PUT || e->st.vallen <= CMAP_INLINE_VALUE_MAX ||
+			DsaPointerIsValid(e->blob))
+			continue;
+		e->blob = cmap_blob_alloc(e->st.value, e->st.vallen, &oom);
+		if (!DsaPointerIsValid(e->blob))
+		{
+			cmap_reclaim_now();
+			cmap_pool_trim(0);
+			e->blob = cmap_blob_alloc(e->st.value, e->st.vallen, &oom);
+			if (!DsaPointerIsValid(e->blob))
+				cmap_report_oom("a value", CMAP_BLOB_HDRSZ + e->st.vallen);
+		}
+	}
+}
+
+static void
+commit_pre_commit(void)
+{
+	int			i;
+
+	if (cmap_batch_active())
+	{
+		CmapMap    *map;
+		bool		exclusive;
+
+		cmap_attach();
+		map = cmap_my_map;
+		cs.map = map;
+		cs.ops = cmap_batch_sorted(&cs.nops);
+		cs.cleared = cmap_batch_cleared();
+
+		make_blobs(cs.ops, cs.nops);
+
+		exclusive = (cs.nops > CMAP_SMALL_BATCH || cmap_batch_has_deps());
+		if (!exclusive)
+		{
+			uint64		bound;
+
+			bound = cmap_writer_bound(cs.nops, pg_atomic_read_u32(&map->height_hint) + 2);
+			cmap_pool_reserve(bound);
+			cs.reserved = bound;
+			cs.stage = CS_SMALL;
+			cs.hdr_slot = cmap_header_reserve();
+			window_open(map);
+		}
+		else
+		{
+			uint64		word;
+			CmapHeader *base;
+			CmapTree	tree;
+
+			window_acquire_exclusive(map);
+
+			/*
+			 * Nobody else can publish this map now, so its current version is
+			 * stable and cannot be reclaimed (it is current): build on it.
+			 */
+			word = cmap_current_word(map);
+			base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+			tree.root = base->root;
+			tree.height = base->height;
+			tree.count = base->count;
+			if (CMAP_WORD_VERSION(word) >= CMAP_MAX_VERSION)
+				elog(ERROR, "cmapext: version counter exhausted");
+			cs.hdr_slot = cmap_header_reserve();
+			cs.base_word = word;
+			cmap_writer_init(&cs.writer, map->index, CMAP_WORD_VERSION(word) + 1,
+							 &tree, base->nodes, base->blob_bytes);
+			cs.writer.may_fail = true;
+			cs.stage = CS_EXCL_BUILT;
+			validate_and_apply(&cs.writer, cs.ops, cs.nops, cs.cleared);
+		}
+	}
+
+	for (i = 0; i < cs.ndropped; i++)
+		cs.dropped[i].hdr_slot = cmap_header_reserve();
+}
+
+/*
+ * Exclusive path: check what conditional operations depended on, compute
+ * increments, and build the whole new version.  Runs at PRE_COMMIT: errors
+ * abort the transaction with nothing applied.
+ */
+static void
+validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
+{
+	int			i;
+	CmapTree	base = w->tree;
+
+	if (cleared)
+	{
+		base.root = InvalidDsaPointer;
+		base.height = 0;
+		base.count = 0;
+	}
+
+	for (i = 0; i < nops; i++)
+	{
+		CmapEntry  *e = ops[i];
+		CmapItem	item;
+		bool		found;
+
+		if (e->st.dep == CMAP_DEP_NONE)
+			continue;
+		found = cmap_tree_lookup(&base, e->key, e->keylen, &item);
+		if (e->st.dep == CMAP_DEP_ABSENT ? found :
+			(!found || item.version != e->st.dep_version))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent update"),
+					 errdetail("Key \"%.*s\" was changed by a concurrent transaction after this transaction read it.",
+							   e->keylen, e->key),
+					 errhint("The transaction might succeed if retried.")));
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	if (cleared)
+		cmap_writer_clear(w);
+	for (i = 0; i < nops; i++)
+	{
+		CmapEntry  *e = ops[i];
+
+		switch (e->st.op)
+		{
+			case CMAP_OP_PUT:
+				if (DsaPointerIsValid(e->blob))
+					cmap_writer_put(w, e->key, e->keylen, NULL, 0, e->blob);
+				else
+					cmap_writer_put(w, e->key, e->keylen, e->st.value, e->st.vallen,
+									InvalidDsaPointer);
+				break;
+			case CMAP_OP_DEL:
+				cmap_writer_delete(w, e->key, e->keylen);
+				break;
+			case CMAP_OP_INCR:
+				{
+					CmapItem	item;
+					int64		v = 0;
+					char		buf[32];
+
+					if (cmap_tree_lookup(&w->tree, e->key, e->keylen, &item))
+						v = cmap_parse_int8(item.value, item.vallen, e->key, e->keylen);
+					v = cmap_add_int8(v, e->st.delta, e->key, e->keylen);
+					snprintf(buf, sizeof(buf), INT64_FORMAT, v);
+					cmap_writer_put(w, e->key, e->keylen, buf, strlen(buf),
+									InvalidDsaPointer);
+				}
+				break;
+			default:
+				break;			/* CHECK: validation only */
+		}
+		if ((i & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * COMMIT (must not fail)
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Apply a batch of blind writes.  COMMIT step: nothing here may fail, and
+ * cmap_writer_put/delete take nodes from the reservation only.
+ */
+static void
+apply_blind(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
+{
+	int			i;
+
+	if (cleared)
+		cmap_writer_clear(w);
+	for (i = 0; i < nops; i++)
+	{
+		CmapEntry  *e = ops[i];
+
+		if (e->st.op == CMAP_OP_PUT)
+		{
+			if (DsaPointerIsValid(e->blob))
+				cmap_writer_put(w, e->key, e->keylen, NULL, 0, e->blob);
+			else
+				cmap_writer_put(w, e->key, e->keylen, e->st.value, e->st.vallen,
+								InvalidDsaPointer);
+		}
+		else if (e->st.op == CMAP_OP_DEL)
+			cmap_writer_delete(w, e->key, e->keylen);
+	}
+}
+
+/*
+ * Publish what a writer built and hand its retired objects to the map.
+ * Caller holds map->writer_lock.  Returns false, publishing nothing, when
+ * the batch changed nothing (for instance it only deleted absent keys).
+ * Must not fail.
+ */
+static bool
+commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot)
+{
+	CmapHeader *hdr = &cmap_shared->headers[hdr_slot];
+
+	if (!w->changed)
+		return false;
+
+	hdr->version = w->version;
+	hdr->root = w->tree.root;
+	hdr->height = w->tree.height;
+	hdr->count = w->tree.count;
+	hdr->nodes = w->nodes;
+	hdr->blob_bytes = w->blob_bytes;
+	hdr->map_index = map->index;
+	hdr->commit_time = GetCurrentTimestamp();
+	cmap_publish(map, hdr_slot);
+
+	if (DsaPointerIsValid(w->retire_head))
+	{
+		if (DsaPointerIsValid(map->retire_tail))
+			((CmapRetired *) cmap_addr(map->retire_tail))->next = w->retire_head;
+		else
+			map->retire_head = w->retire_head;
+		map->retire_tail = w->retire_tail;
+		map->retired_bytes += w->retired_bytes;
+		map->retired_items += w->retired_items;
+	}
+	return true;
+}
+
+/* Apply and publish a small batch onto the current version.  Must not fail. */
+static void
+commit_apply_small(void)
+{
+	CmapMap    *map = cs.map;
+	CmapWriter *w = &cs.writer;
+	uint64		word;
+	CmapHeader *base;
+	CmapTree	tree;
+	bool		published;
+
+	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+	word = cmap_current_word(map);
+	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+	tree.root = base->root;
+	tree.height = base->height;
+	tree.count = base->count;
+	cmap_writer_init(w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
+					 base->nodes, base->blob_bytes);
+	w->may_fail = false;
+	w->reserved = cs.reserved;
+	cs.reserved = 0;			/* the writer owns the reservation now */
+
+	apply_blind(w, cs.ops, cs.nops, cs.cleared);
+	published = commit_publish(map, w, cs.hdr_slot);
+	LWLockRelease(map->writer_lock);
+
+	if (published)
+		cs.hdr_slot = -1;
+	cmap_writer_finish(w);
+	window_close(map);
+	if (w->retired_items > 0)
+		cmap_reclaim_request();
+}
+
+static void
+commit_commit(void)
+{
+	int			i;
+
+	switch (cs.stage)
+	{
+		case CS_SMALL:
+			commit_apply_small();
+			break;
+		case CS_EXCL_BUILT:
+			{
+				CmapMap    *map = cs.map;
+				bool		published;
+
+				LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+				/* exclusivity guarantees nobody published in between */
+				if (cmap_current_word(map) != cs.base_word)
+					elog(PANIC, "cmapext: map changed during an exclusive commit");
+				published = commit_publish(map, &cs.writer, cs.hdr_slot);
+				LWLockRelease(map->writer_lock);
+				if (published)
+					cs.hdr_slot = -1;
+				/* unchanged means no node was taken: nothing to discard */
+				cmap_writer_finish(&cs.writer);
+				window_release_exclusive(map);
+				if (cs.writer.retired_items > 0)
+					cmap_reclaim_request();
+			}
+			break;
+		case CS_EXCL_WAITING:
+		case CS_IDLE:
+			break;
+	}
+	if (cs.hdr_slot >= 0)
+	{
+		cmap_header_release(cs.hdr_slot);
+		cs.hdr_slot = -1;
+	}
+	cs.stage = CS_IDLE;
+
+	for (i = 0; i < cs.ndropped; i++)
+		reset_dropped_db(&cs.dropped[i]);
+	if (cs.ndropped > 0)
+		cmap_reclaim_request();
+}
+
+/*
+ * A dropped database's map: publish an empty version, retire the whole
+ * tree, and mark the slot for release once reclaimed.  COMMIT step.
+ */
+static void
+reset_dropped_db(DroppedDb *d)
+{
+	CmapMap    *map = d->map;
+	CmapWriter	w;
+	uint64		word;
+	CmapHeader *base;
+	CmapTree	tree;
+
+	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+	if (map->state != CMAP_MAP_ACTIVE || map->dboid != d->dboid)
+	{
+		LWLockRelease(map->writer_lock);
+		cmap_header_release(d->hdr_slot);
+		return;
+	}
+	word = cmap_current_word(map);
+	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+	tree.root = base->root;
+	tree.height = base->height;
+	tree.count = base->count;
+	cmap_writer_init(&w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
+					 base->nodes, base->blob_bytes);
+	w.may_fail = false;
+	cmap_writer_clear(&w);
+	w.changed = true;			/* publish even an empty map: state changes */
+	commit_publish(map, &w, d->hdr_slot);
+	map->state = CMAP_MAP_DROPPED;
+	LWLockRelease(map->writer_lock);
+	d->hdr_slot = -1;
+}
+
+/* ------------------------------------------------------------------------
+ * ABORT
+ * ------------------------------------------------------------------------
+ */
+
+static void
+commit_abort(void)
+{
+	int			i;
+
+	switch (cs.stage)
+	{
+		case CS_SMALL:
+			cmap_pool_unreserve(cs.reserved);
+			cs.reserved = 0;
+			window_close(cs.map);
+			break;
+		case CS_EXCL_WAITING:
+			window_release_exclusive(cs.map);
+			break;
+		case CS_EXCL_BUILT:
+			cmap_writer_discard(&cs.writer);
+			window_release_exclusive(cs.map);
+			break;
+		case CS_IDLE:
+			cmap_pool_unreserve(cs.reserved);
+			cs.reserved = 0;
+			break;
+	}
+	cs.stage = CS_IDLE;
+	if (cs.hdr_slot >= 0)
+	{
+		cmap_header_release(cs.hdr_slot);
+		cs.hdr_slot = -1;
+	}
+	for (i = 0; i < cs.nops; i++)
+	{
+		if (DsaPointerIsValid(cs.ops[i]->blob))
+		{
+			cmap_blob_free(cs.ops[i]->blob);
+			cs.ops[i]->blob = InvalidDsaPointer;
+		}
+	}
+	for (i = 0; i < cs.ndropped; i++)
+		if (cs.dropped[i].hdr_slot >= 0)
+			cmap_header_release(cs.dropped[i].hdr_slot);
+
+	/* an immediate-mode write interrupted by an error */
+	if (imm.active)
+	{
+		if (DsaPointerIsValid(imm.blob))
+			cmap_blob_free(imm.blob);
+		cmap_pool_unreserve(imm.reserved);
+		if (imm.hdr_slot >= 0)
+			cmap_header_release(imm.hdr_slot);
+		if (imm.window)
+			window_close(imm.map);
+		MemSet(&imm, 0, sizeof(imm));
+	}
+}
+
+/* Forget all per-transaction state; pins end with the transaction. */
+static void
+commit_end(void)
+{
+	cmap_views_release_all();
+	cmap_batch_reset();
+	cs.stage = CS_IDLE;
+	cs.map = NULL;
+	cs.ops = NULL;
+	cs.nops = 0;
+	cs.cleared = false;
+	cs.reserved = 0;
+	cs.hdr_slot = -1;
+	cs.ndropped = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Immediate mode
+ * ------------------------------------------------------------------------
+ */
+
+static bool
+bytes_equal(const char *a, Size alen, const char *b, Size blen)
+{
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/*
+ * Publish one write now, as its own version (cmapext.transactional = off).
+ * The decision is taken against the latest version under the writer lock,
+ * so it is atomic with respect to every other committer.  Errors before the
+ * publish leave nothing behind (the abort callback cleans up imm).
+ */
+void
+cmap_immediate(CmapImmOp op, const char *key, int keylen,
+			   const char *value, Size vallen,
+			   const char *expected, Size explen,
+			   int64 delta, CmapImmResult *res)
+{
+	CmapMap    *map;
+	CmapWriter	w;
+	uint64		word;
+	CmapHeader *base;
+	CmapTree	tree;
+	CmapItem	item;
+	bool		write = false;
+	bool		published = false;
+	char		numbuf[32];
+
+	MemSet(res, 0, sizeof(*res));
+	cmap_attach();
+	map = cmap_my_map;
+	MemSet(&imm, 0, sizeof(imm));
+	imm.active = true;
+	imm.map = map;
+	imm.hdr_slot = -1;
+	imm.blob = InvalidDsaPointer;
+
+	if (value != NULL && vallen > CMAP_INLINE_VALUE_MAX)
+	{
+		bool		oom;
+
+		imm.blob = cmap_blob_alloc(value, vallen, &oom);
+		if (!DsaPointerIsValid(imm.blob))
+		{
+			cmap_reclaim_now();
+			cmap_pool_trim(0);
+			imm.blob = cmap_blob_alloc(value, vallen, &oom);
+			if (!DsaPointerIsValid(imm.blob))
+				cmap_report_oom("a value", CMAP_BLOB_HDRSZ + vallen);
+		}
+	}
+	imm.reserved = cmap_writer_bound(1, pg_atomic_read_u32(&map->height_hint) + 2);
+	cmap_pool_reserve(imm.reserved);
+	imm.hdr_slot = cmap_header_reserve();
+	window_open(map);
+	imm.window = true;
+
+	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+	word = cmap_current_word(map);
+	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+	tree.root = base->root;
+	tree.height = base->height;
+	tree.count = base->count;
+
+	/* Decide against the latest version.  Errors here change nothing. */
+	if (op != CMAP_IMM_CLEAR && cmap_tree_lookup(&tree, key, keylen, &item))
+	{
+		res->found = true;
+		res->old = palloc(item.vallen + 1);
+		memcpy(res->old, item.value, item.vallen);
+		res->old[item.vallen] = '\0';
+		res->oldlen = item.vallen;
+	}
+	switch (op)
+	{
+		case CMAP_IMM_STORE:
+		case CMAP_IMM_SWAP:
+			write = true;
+			break;
+		case CMAP_IMM_DELETE:
+			write = res->found;
+			break;
+		case CMAP_IMM_LOAD_OR_STORE:
+			write = !res->found;
+			break;
+		case CMAP_IMM_CAS:
+		case CMAP_IMM_CAD:
+			write = res->found && bytes_equal(res->old, res->oldlen, expected, explen);
+			break;
+		case CMAP_IMM_INCREMENT:
+			{
+				int64		v = res->found ?
+					cmap_parse_int8(res->old, res->oldlen, key, keylen) : 0;
+
+				res->number = cmap_add_int8(v, delta, key, keylen);
+				snprintf(numbuf, sizeof(numbuf), INT64_FORMAT, res->number);
+				value = numbuf;
+				vallen = strlen(numbuf);
+				write = true;
+			}
+			break;
+		case CMAP_IMM_CLEAR:
+			res->number = tree.count;
+			write = tree.count > 0;
+			break;
+	}
+
+	if (write)
+	{
+		/* From here on nothing may fail: nodes come from the reservation. */
+		cmap_writer_init(&w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
+						 base->nodes, base->blob_bytes);
+		w.may_fail = false;
+		w.reserved = imm.reserved;
+		imm.reserved = 0;
+		switch (op)
+		{
+			case CMAP_IMM_DELETE:
+			case CMAP_IMM_CAD:
+				cmap_writer_delete(&w, key, keylen);
+				break;
+			case CMAP_IMM_CLEAR:
+				cmap_writer_clear(&w);
+				break;
+			default:
+				if (DsaPointerIsValid(imm.blob) && op != CMAP_IMM_INCREMENT)
+				{
+					cmap_writer_put(&w, key, keylen, NULL, 0, imm.blob);
+					imm.blob = InvalidDsaPointer;
+				}
+				else
+					cmap_writer_put(&w, key, keylen, value, vallen, InvalidDsaPointer);
+				break;
+		}
+		published = commit_publish(map, &w, imm.hdr_slot);
+	}
+	LWLockRelease(map->writer_lock);
+
+	if (write)
+	{
+		cmap_writer_finish(&w);
+		if (w.retired_items > 0)
+			cmap_reclaim_request();
+	}
+	if (published)
+		imm.hdr_slot = -1;
+	res->applied = published;
+
+	/* release whatever was not used */
+	if (DsaPointerIsValid(imm.blob))
+		cmap_blob_free(imm.blob);
+	cmap_pool_unreserve(imm.reserved);
+	if (imm.hdr_slot >= 0)
+		cmap_header_release(imm.hdr_slot);
+	window_close(map);
+	MemSet(&imm, 0, sizeof(imm));
+}

@@ -1,0 +1,185 @@
+/*-------------------------------------------------------------------------
+ *
+ * cmapext.c
+ *	  Module entry point: settings, and the PostgreSQL hooks cmapext needs.
+ *
+ * cmapext must be loaded through shared_preload_libraries: its maps live in
+ * main shared memory, which can only be sized at server start.  When the
+ * library is loaded any other way, _PG_init only defines the settings, and
+ * every SQL function raises SQLSTATE 55000 (cmap_check_loaded).
+ *
+ * Hooks installed here:
+ *	- shmem_request_hook / shmem_startup_hook: cmap_shmem.c;
+ *	- ExecutorStart_hook: fixes the map version of REPEATABLE READ and
+ *	  SERIALIZABLE transactions at their first query (cmap_snapshot.c);
+ *	- object_access_hook: DROP EXTENSION forgets the map (transactionally,
+ *	  as a cmap_clear()); DROP DATABASE releases the database's map at
+ *	  commit (cmap_commit.c);
+ *	- transaction callbacks: cmap_commit.c.
+ *
+ * Copyright (c) 2026, cmapext developers
+ * Released under the PostgreSQL License (see LICENSE).
+ *
+ * IDENTIFICATION
+ *	  src/cmapext.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "catalog/objectaccess.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+
+#include "cmapext.h"
+#include "cmap_batch.h"
+#include "cmap_commit.h"
+#include "cmap_persist.h"
+#include "cmap_reclaim.h"
+#include "cmap_shmem.h"
+#include "cmap_snapshot.h"
+
+PG_MODULE_MAGIC;
+
+/* Settings. */
+int			cmap_max_memory_kb = 64 * 1024;
+int			cmap_max_databases = 16;
+bool		cmap_transactional = true;
+bool		cmap_persist = true;
+
+bool		cmap_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+void		_PG_init(void);
+
+static void cmap_shmem_request_hook(void);
+static void cmap_shmem_startup_hook(void);
+static void cmap_ExecutorStart(QueryDesc *queryDesc, int eflags);
+static void cmap_object_access(ObjectAccessType access, Oid classId,
+							   Oid objectId, int subId, void *arg);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("cmapext.max_memory",
+							"Sets the amount of shared memory that holds the maps of all databases.",
+							"A commit that does not fit fails with SQLSTATE 53200.",
+							&cmap_max_memory_kb,
+							64 * 1024,
+							1024,
+							INT_MAX / 2,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("cmapext.max_databases",
+							"Sets the maximum number of databases that can hold a map at the same time.",
+							NULL,
+							&cmap_max_databases,
+							16,
+							1,
+							1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("cmapext.transactional",
+							 "Makes map writes part of the surrounding transaction.",
+							 "When off, each write is published at once as its own version and is not undone by rollback.",
+							 &cmap_transactional,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("cmapext.persist",
+							 "Saves the maps at clean shutdown and restores them at start.",
+							 NULL,
+							 &cmap_persist,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("cmapext");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	cmap_preloaded = true;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = cmap_shmem_request_hook;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = cmap_shmem_startup_hook;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = cmap_ExecutorStart;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = cmap_object_access;
+
+	cmap_commit_register_callbacks();
+	cmap_reclaimer_register();
+}
+
+static void
+cmap_shmem_request_hook(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	cmap_shmem_request();
+}
+
+static void
+cmap_shmem_startup_hook(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	cmap_shmem_startup();
+	if (!IsUnderPostmaster)
+		cmap_persist_startup();
+}
+
+static void
+cmap_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (cmap_shared != NULL)
+		cmap_snapshot_executor_start();
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+cmap_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				   int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access != OAT_DROP || cmap_shared == NULL || subId != 0)
+		return;
+
+	if (classId == ExtensionRelationId)
+	{
+		char	   *name = get_extension_name(objectId);
+
+		/* forget the map, transactionally, like a cmap_clear() at commit */
+		if (name != NULL && strcmp(name, "cmapext") == 0 &&
+			cmap_lookup_map(MyDatabaseId) != NULL)
+			cmap_batch_clear();
+	}
+	else if (classId == DatabaseRelationId)
+		cmap_commit_note_dropdb(objectId);
+}
