@@ -20,11 +20,11 @@ PG_CPPFLAGS = -I$(srcdir)/src
 
 # pg_regress suites (sql/, expected/), run on a throwaway server that
 # preloads the library.
-REGRESS = cmapext_basic
+REGRESS = $(sort $(patsubst sql/%.sql,%,$(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-config=$(srcdir)/test/cmapext.conf --temp-instance=./tmp_check_regress
 
 # isolation specs (test/specs, test/expected)
-ISOLATION =
+ISOLATION = $(sort $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=$(srcdir)/test --temp-config=$(srcdir)/test/cmapext.conf --temp-instance=./tmp_check_iso
 
 # TAP tests (test/t)
