@@ -36,3 +36,7 @@ EXTRA_CLEAN = tmp_check_regress tmp_check_iso output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track header dependencies; every object depends on every
+# header so that a changed struct layout can never mix with stale objects.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

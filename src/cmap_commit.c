@@ -20,21 +20,37 @@
  *		the map's retire list, release the lock;
  *	ABORT: give everything back.
  *
- * Commit windows.  Between its PRE_COMMIT and its COMMIT a small transaction
- * holds an open window on its map.  Two kinds of commits cannot use the
- * apply-at-COMMIT scheme and take the map's exclusive window instead:
- *	- large batches (more than CMAP_SMALL_BATCH entries), whose worst-case
- *	  node need is too large to reserve blindly;
- *	- batches with conditional operations or increments, whose validation
- *	  (40001, 22P02, 22003) must happen where an ERROR is allowed and must
- *	  still hold when they publish.
- * The exclusive owner first waits until no window is open, and new windows
- * wait while it holds or waits for exclusivity.  With the map frozen it
- * builds the complete new version at PRE_COMMIT (exact memory use, errors
- * allowed) and only publishes it at COMMIT.  All waits are condition
- * variable sleeps: interruptible (cancel, statement_timeout) and never with
- * an LWLock held.  A holder of a window never waits for anything of ours,
- * so windows cannot deadlock among themselves.
+ * Commit windows.  Between its PRE_COMMIT and its COMMIT a committer holds
+ * an open window on its map, announcing (as a Bloom filter) the keys it
+ * writes.  Three kinds of commits:
+ *
+ *	- blind (store, delete, swap, clear; at most CMAP_SMALL_BATCH entries):
+ *	  reserve, open a window, apply at COMMIT.  They never conflict with one
+ *	  another: the last committer wins;
+ *	- conditional (cmap_load_or_store, cmap_compare_and_*, cmap_increment;
+ *	  small): their validation (40001, 22P02, 22003) must happen where an
+ *	  ERROR is allowed and must still hold when they publish.  They take a
+ *	  heavyweight lock per map (so they queue behind each other visibly to
+ *	  the deadlock detector, and interruptibly), open a window, then
+ *	  *protect* the keys they depend on: a blind committer that wants to
+ *	  write a protected key steps back and waits until the protector has
+ *	  published.  With its keys frozen, the protector validates against the
+ *	  current version, turns increments into plain stores, and publishes at
+ *	  COMMIT like a blind batch.  Blind commits of other keys go on;
+ *	- large (more than CMAP_SMALL_BATCH entries): their worst-case node need
+ *	  is too large to reserve blindly, so they take the map's exclusive
+ *	  window: wait until no window is open (new windows wait meanwhile),
+ *	  build the complete new version at PRE_COMMIT (exact memory, errors
+ *	  allowed, validation included) and only publish it at COMMIT.
+ *
+ * Registration is Dekker-style: a blind committer announces its window, then
+ * (after a full barrier) looks for protectors; a protector announces its
+ * protection, then (after a full barrier) looks for open windows, and waits
+ * for those that write its keys.  At least one of the two sees the other.
+ * Waits are condition-variable sleeps (interruptible by cancel and
+ * statement_timeout), never with an LWLock held, and never by a committer
+ * that others wait for: a blind committer steps back (closes its window)
+ * before waiting, so no cycle can form outside the lock manager.
  *
  * The reservation of a small commit covers height + 2 levels of growth
  * while it is in flight; the COMMIT step falls back to unreserved pool
@@ -54,8 +70,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -93,13 +112,14 @@ static struct
 	int			nops;
 	bool		cleared;
 	uint64		reserved;		/* CS_SMALL: nodes reserved */
+	bool		protecting;		/* CS_SMALL: our window protects keys */
 	int			hdr_slot;		/* reserved header or -1 */
 	uint64		base_word;		/* CS_EXCL_BUILT: version built upon */
 	CmapWriter	writer;			/* CS_EXCL_BUILT: the new version */
 
 	DroppedDb	dropped[MAX_DROPPED_DBS];
 	int			ndropped;
-}			cs = {CS_IDLE, NULL, NULL, 0, false, 0, -1};
+}			cs = {CS_IDLE, NULL, NULL, 0, false, 0, false, -1};
 
 /* State of an immediate-mode write in progress (for abort cleanup). */
 static struct
@@ -119,12 +139,16 @@ static void commit_pre_commit(void);
 static void commit_commit(void);
 static void commit_abort(void);
 static void commit_end(void);
-static void window_open(CmapMap *map);
+static void window_open(CmapMap *map, const uint64 *wbloom);
 static void window_close(CmapMap *map);
+static void window_protect(CmapMap *map, const uint64 *pbloom);
+static void window_unprotect(CmapMap *map);
 static void window_acquire_exclusive(CmapMap *map);
 static void window_release_exclusive(CmapMap *map);
 static void make_blobs(CmapEntry **ops, int nops);
+static void resolve_conditional(CmapEntry **ops, int *nops, bool cleared);
 static void validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
+static void report_conflict(const CmapEntry *e);
 static void apply_blind(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
 static bool commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot);
 static void reset_dropped_db(DroppedDb *d);
@@ -200,22 +224,112 @@ cmap_commit_note_dropdb(Oid dboid)
  * ------------------------------------------------------------------------
  */
 
-static void
-window_open(CmapMap *map)
+static inline void
+bloom_add(uint64 *bloom, uint32 hash)
 {
+	uint32		b1 = hash & 511;
+	uint32		b2 = (hash >> 9) & 511;
+
+	bloom[b1 >> 6] |= UINT64CONST(1) << (b1 & 63);
+	bloom[b2 >> 6] |= UINT64CONST(1) << (b2 & 63);
+}
+
+static inline void
+bloom_fill(uint64 *bloom)
+{
+	int			i;
+
+	for (i = 0; i < CMAP_BLOOM_WORDS; i++)
+		bloom[i] = ~UINT64CONST(0);
+}
+
+static inline bool
+bloom_intersects(const uint64 *a, const uint64 *b)
+{
+	int			i;
+
+	for (i = 0; i < CMAP_BLOOM_WORDS; i++)
+		if (a[i] & b[i])
+			return true;
+	return false;
+}
+
+/* Is a key we write protected by another committer of this map? */
+static bool
+protected_conflict(CmapMap *map, const uint64 *wbloom)
+{
+	int			p;
+
+	for (p = 0; p < cmap_shared->nprocs; p++)
+	{
+		CmapProcWindow *w = &cmap_shared->windows[p];
+
+		if (p != cmap_my_procno && w->map_index == map->index &&
+			w->state == CMAP_WIN_PROTECT && bloom_intersects(w->pbloom, wbloom))
+			return true;
+	}
+	return false;
+}
+
+/* Does an open (unprotecting) window of this map write a key we protect? */
+static bool
+window_conflict(CmapMap *map, const uint64 *pbloom)
+{
+	int			p;
+
+	for (p = 0; p < cmap_shared->nprocs; p++)
+	{
+		CmapProcWindow *w = &cmap_shared->windows[p];
+
+		if (p != cmap_my_procno && w->map_index == map->index &&
+			w->state == CMAP_WIN_OPEN && bloom_intersects(w->wbloom, pbloom))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Open a window for a commit that writes the keys in wbloom.  Waits while an
+ * exclusive committer holds or awaits the map, and while a protector guards
+ * one of our keys (then without holding a window: see the file header).
+ */
+static void
+window_open(CmapMap *map, const uint64 *wbloom)
+{
+	CmapProcWindow *me = &cmap_shared->windows[cmap_my_procno];
 	bool		slept = false;
 
 	for (;;)
 	{
+		bool		opened = false;
+
+		memcpy(me->wbloom, wbloom, sizeof(me->wbloom));
 		SpinLockAcquire(&map->win_lock);
 		if (map->excl_owner < 0 && map->excl_waiters == 0)
 		{
 			map->windows_open++;
-			cmap_shared->windows[cmap_my_procno].map_index = map->index;
-			SpinLockRelease(&map->win_lock);
-			break;
+			me->map_index = map->index;
+			me->state = CMAP_WIN_OPEN;
+			opened = true;
 		}
 		SpinLockRelease(&map->win_lock);
+
+		if (opened)
+		{
+			/* announce, then look for protectors (pairs with window_protect) */
+			pg_memory_barrier();
+			if (pg_atomic_read_u32(&map->nprotectors) == 0 ||
+				!protected_conflict(map, wbloom))
+				break;
+			/* step back, and wait until our keys are free */
+			window_close(map);
+			while (protected_conflict(map, wbloom))
+			{
+				ConditionVariableSleep(&map->win_cv, PG_WAIT_EXTENSION);
+				slept = true;
+			}
+			continue;
+		}
 		/* the first call only prepares to sleep; then we re-check */
 		ConditionVariableSleep(&map->win_cv, PG_WAIT_EXTENSION);
 		slept = true;
@@ -228,16 +342,73 @@ window_open(CmapMap *map)
 static void
 window_close(CmapMap *map)
 {
+	CmapProcWindow *me = &cmap_shared->windows[cmap_my_procno];
 	bool		wake;
 
 	SpinLockAcquire(&map->win_lock);
 	Assert(map->windows_open > 0);
 	map->windows_open--;
-	cmap_shared->windows[cmap_my_procno].map_index = -1;
-	wake = (map->windows_open == 0 && map->excl_waiters > 0);
+	me->map_index = -1;
+	me->state = CMAP_WIN_NONE;
+	wake = (map->windows_open == 0 && map->excl_waiters > 0) ||
+		pg_atomic_read_u32(&map->nprotectors) > 0;
 	SpinLockRelease(&map->win_lock);
 	if (wake)
 		ConditionVariableBroadcast(&map->win_cv);
+}
+
+/*
+ * Protect the keys in pbloom (our window is open): from now on no blind
+ * commit that writes one of them opens a window until we unprotect; wait
+ * for those already open.
+ */
+static void
+window_protect(CmapMap *map, const uint64 *pbloom)
+{
+	CmapProcWindow *me = &cmap_shared->windows[cmap_my_procno];
+	bool		slept = false;
+
+	memcpy(me->pbloom, pbloom, sizeof(me->pbloom));
+	me->state = CMAP_WIN_PROTECT;
+	pg_atomic_fetch_add_u32(&map->nprotectors, 1);
+	cs.protecting = true;
+	/* announce, then look for open windows (pairs with window_open) */
+	pg_memory_barrier();
+	while (window_conflict(map, pbloom))
+	{
+		ConditionVariableSleep(&map->win_cv, PG_WAIT_EXTENSION);
+		slept = true;
+	}
+	if (slept)
+		ConditionVariableCancelSleep();
+}
+
+/* Stop protecting (after publishing, or on abort).  Safe in COMMIT. */
+static void
+window_unprotect(CmapMap *map)
+{
+	CmapProcWindow *me = &cmap_shared->windows[cmap_my_procno];
+
+	me->state = CMAP_WIN_OPEN;
+	pg_atomic_fetch_sub_u32(&map->nprotectors, 1);
+	cs.protecting = false;
+	ConditionVariableBroadcast(&map->win_cv);
+}
+
+/*
+ * The heavyweight lock that queues conditional committers of a map behind
+ * each other.  A lock-manager lock, so that waiting for it is visible in
+ * pg_locks and to the deadlock detector, and can be cancelled; held until
+ * the end of the transaction.
+ */
+void
+cmap_cond_lock(CmapMap *map)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, CMAP_COND_LOCK_KEY,
+						 (uint32) map->index, CMAP_COND_LOCK_FIELD);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
 
 static void
@@ -332,7 +503,6 @@ commit_pre_commit(void)
 	if (cmap_batch_active())
 	{
 		CmapMap    *map;
-		bool		exclusive;
 
 		cmap_attach();
 		map = cmap_my_map;
@@ -342,17 +512,42 @@ commit_pre_commit(void)
 
 		make_blobs(cs.ops, cs.nops);
 
-		exclusive = (cs.nops > CMAP_SMALL_BATCH || cmap_batch_has_deps());
-		if (!exclusive)
+		if (cs.nops <= CMAP_SMALL_BATCH)
 		{
-			uint64		bound;
+			uint64		wbloom[CMAP_BLOOM_WORDS];
+			uint64		pbloom[CMAP_BLOOM_WORDS];
+			bool		conditional = cmap_batch_has_deps();
 
-			bound = cmap_writer_bound(cs.nops, pg_atomic_read_u32(&map->height_hint) + 2);
-			cmap_pool_reserve(bound);
-			cs.reserved = bound;
-			cs.stage = CS_SMALL;
+			MemSet(wbloom, 0, sizeof(wbloom));
+			MemSet(pbloom, 0, sizeof(pbloom));
+			if (cs.cleared)
+				bloom_fill(wbloom);
+			for (i = 0; i < cs.nops; i++)
+			{
+				CmapEntry  *e = cs.ops[i];
+
+				if (e->st.op != CMAP_OP_CHECK)
+					bloom_add(wbloom, e->hash);
+				if (e->st.dep != CMAP_DEP_NONE || e->st.op == CMAP_OP_INCR)
+					bloom_add(pbloom, e->hash);
+			}
+
+			/* conditional committers queue here, one at a time per map */
+			if (conditional)
+				cmap_cond_lock(map);
+
+			cs.reserved = cmap_writer_bound(cs.nops,
+											pg_atomic_read_u32(&map->height_hint) + 2);
+			cmap_pool_reserve(cs.reserved);
 			cs.hdr_slot = cmap_header_reserve();
-			window_open(map);
+			window_open(map, wbloom);
+			cs.stage = CS_SMALL;
+
+			if (conditional)
+			{
+				window_protect(map, pbloom);
+				resolve_conditional(cs.ops, &cs.nops, cs.cleared);
+			}
 		}
 		else
 		{
@@ -387,6 +582,69 @@ commit_pre_commit(void)
 		cs.dropped[i].hdr_slot = cmap_header_reserve();
 }
 
+/* Raise the 40001 error of a failed validation. */
+static void
+report_conflict(const CmapEntry *e)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to concurrent update"),
+			 errdetail("Key \"%.*s\" was changed by a concurrent transaction after this transaction read it.",
+					   e->keylen, e->key),
+			 errhint("The transaction might succeed if retried.")));
+}
+
+/*
+ * Small conditional batch, with its keys protected: validate what its
+ * decisions depended on against the current version, and turn increments
+ * into plain stores of their final value.  Validation-only entries are
+ * dropped.  Runs at PRE_COMMIT: errors abort with nothing applied.  The
+ * protected keys cannot change until we publish, so what we compute here
+ * still holds at COMMIT.
+ */
+static void
+resolve_conditional(CmapEntry **ops, int *nops, bool cleared)
+{
+	const CmapView *view = cmap_view_latest();
+	CmapTree	base = view->tree;
+	int			i,
+				j = 0;
+
+	if (cleared)
+	{
+		base.root = InvalidDsaPointer;
+		base.height = 0;
+		base.count = 0;
+	}
+	for (i = 0; i < *nops; i++)
+	{
+		CmapEntry  *e = ops[i];
+		CmapItem	item;
+		bool		found = false;
+
+		if (e->st.dep != CMAP_DEP_NONE || e->st.op == CMAP_OP_INCR)
+			found = cmap_tree_lookup(&base, e->key, e->keylen, &item);
+		if (e->st.dep == CMAP_DEP_ABSENT ? found :
+			(e->st.dep == CMAP_DEP_VERSION &&
+			 (!found || item.version != e->st.dep_version)))
+			report_conflict(e);
+
+		if (e->st.op == CMAP_OP_INCR)
+		{
+			int64		v = found ? cmap_parse_int8(item.value, item.vallen,
+													e->key, e->keylen) : 0;
+			char		buf[32];
+
+			v = cmap_add_int8(v, e->st.delta, e->key, e->keylen);
+			snprintf(buf, sizeof(buf), INT64_FORMAT, v);
+			cmap_batch_set_put(e, buf, strlen(buf));
+		}
+		if (e->st.op != CMAP_OP_CHECK)
+			ops[j++] = e;
+	}
+	*nops = j;
+}
+
 /*
  * Exclusive path: check what conditional operations depended on, compute
  * increments, and build the whole new version.  Runs at PRE_COMMIT: errors
@@ -416,12 +674,7 @@ validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
 		found = cmap_tree_lookup(&base, e->key, e->keylen, &item);
 		if (e->st.dep == CMAP_DEP_ABSENT ? found :
 			(!found || item.version != e->st.dep_version))
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent update"),
-					 errdetail("Key \"%.*s\" was changed by a concurrent transaction after this transaction read it.",
-							   e->keylen, e->key),
-					 errhint("The transaction might succeed if retried.")));
+			report_conflict(e);
 		CHECK_FOR_INTERRUPTS();
 	}
 
@@ -565,6 +818,8 @@ commit_apply_small(void)
 	if (published)
 		cs.hdr_slot = -1;
 	cmap_writer_finish(w);
+	if (cs.protecting)
+		window_unprotect(map);
 	window_close(map);
 	if (w->retired_items > 0)
 		cmap_reclaim_request();
@@ -668,6 +923,8 @@ commit_abort(void)
 		case CS_SMALL:
 			cmap_pool_unreserve(cs.reserved);
 			cs.reserved = 0;
+			if (cs.protecting)
+				window_unprotect(cs.map);
 			window_close(cs.map);
 			break;
 		case CS_EXCL_WAITING:
@@ -726,6 +983,7 @@ commit_end(void)
 	cs.nops = 0;
 	cs.cleared = false;
 	cs.reserved = 0;
+	cs.protecting = false;
 	cs.hdr_slot = -1;
 	cs.ndropped = 0;
 }
@@ -789,7 +1047,16 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 	imm.reserved = cmap_writer_bound(1, pg_atomic_read_u32(&map->height_hint) + 2);
 	cmap_pool_reserve(imm.reserved);
 	imm.hdr_slot = cmap_header_reserve();
-	window_open(map);
+	{
+		uint64		wbloom[CMAP_BLOOM_WORDS];
+
+		MemSet(wbloom, 0, sizeof(wbloom));
+		if (op == CMAP_IMM_CLEAR)
+			bloom_fill(wbloom);
+		else
+			bloom_add(wbloom, hash_bytes((const unsigned char *) key, keylen));
+		window_open(map, wbloom);
+	}
 	imm.window = true;
 
 	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);

@@ -20,7 +20,12 @@
 /* Batches with at most this many entries apply inside the COMMIT step. */
 #define CMAP_SMALL_BATCH	64
 
+/* Lock tag fields of the conditional-commit lock (shows in pg_locks as advisory). */
+#define CMAP_COND_LOCK_KEY		0x636d6170	/* 'cmap' */
+#define CMAP_COND_LOCK_FIELD	3
+
 extern void cmap_commit_register_callbacks(void);
+extern void cmap_cond_lock(CmapMap *map);
 
 /* Remember that a database is being dropped (object access hook). */
 extern void cmap_commit_note_dropdb(Oid dboid);

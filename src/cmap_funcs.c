@@ -113,6 +113,27 @@ value_text(const CmapValue *v)
 }
 
 /*
+ * The version a conditional operation or an increment decides on.  Inside
+ * a transaction block: the transaction's view (validated at commit).  In
+ * autocommit: the latest committed version, after taking the map's
+ * conditional-commit lock, so that concurrent conditional operations on a
+ * key behave like their sync.Map namesakes (one LoadOrStore wins, the
+ * others load its value; each increment sees the previous one) instead of
+ * failing with 40001.  The lock is held to the end of the transaction.
+ */
+static const CmapView *
+decision_view(void)
+{
+	if (!IsTransactionBlock())
+	{
+		cmap_attach();
+		cmap_cond_lock(cmap_my_map);
+		return cmap_view_latest();
+	}
+	return cmap_view_get();
+}
+
+/*
  * A conditional operation decided on the snapshot (not on the transaction's
  * own writes): remember what it saw, for validation at commit.
  */
@@ -240,7 +261,7 @@ cmap_load_or_store(PG_FUNCTION_ARGS)
 			PG_RETURN_TEXT_P(cstring_to_text_with_len(res.old, res.oldlen));
 		PG_RETURN_TEXT_P(cstring_to_text_with_len(value, vallen));
 	}
-	view = cmap_view_get();
+	view = decision_view();
 	cmap_read(view, key, keylen, &v);
 	if (v.found)
 	{
@@ -281,7 +302,7 @@ cmap_compare_and_swap(PG_FUNCTION_ARGS)
 		cmap_immediate(CMAP_IMM_CAS, key, keylen, new, newlen, old, oldlen, 0, &res);
 		PG_RETURN_BOOL(res.applied || (res.found && bytes_equal(res.old, res.oldlen, old, oldlen)));
 	}
-	view = cmap_view_get();
+	view = decision_view();
 	cmap_read(view, key, keylen, &v);
 	match = v.found && bytes_equal(v.data, v.len, old, oldlen);
 	e = note_dependency(view, key, keylen, &v);
@@ -313,7 +334,7 @@ cmap_compare_and_delete(PG_FUNCTION_ARGS)
 		cmap_immediate(CMAP_IMM_CAD, key, keylen, NULL, 0, old, oldlen, 0, &res);
 		PG_RETURN_BOOL(res.applied);
 	}
-	view = cmap_view_get();
+	view = decision_view();
 	cmap_read(view, key, keylen, &v);
 	match = v.found && bytes_equal(v.data, v.len, old, oldlen);
 	e = note_dependency(view, key, keylen, &v);
@@ -349,7 +370,7 @@ cmap_increment(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(res.number);
 	}
 
-	view = cmap_view_get();
+	view = decision_view();
 	cmap_read(view, key, keylen, &v);
 	/* the value the transaction sees must be an integer (22P02 otherwise) */
 	result = v.found ? cmap_parse_int8(v.data, v.len, key, keylen) : 0;

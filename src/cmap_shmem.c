@@ -182,6 +182,7 @@ cmap_shmem_startup(void)
 			pg_atomic_init_u32(&map->height_hint, 0);
 			SpinLockInit(&map->win_lock);
 			map->excl_owner = -1;
+			pg_atomic_init_u32(&map->nprotectors, 0);
 			ConditionVariableInit(&map->win_cv);
 			pg_atomic_init_u64(&map->commits, 0);
 			pg_atomic_init_u64(&map->reclaimed_bytes, 0);
@@ -192,8 +193,8 @@ cmap_shmem_startup(void)
 
 			for (j = 0; j < CMAP_MAX_PINS_PER_PROC; j++)
 				pg_atomic_init_u64(&ctl->slots[i].pins[j], 0);
+			MemSet(&ctl->windows[i], 0, sizeof(CmapProcWindow));
 			ctl->windows[i].map_index = -1;
-			ctl->windows[i].exclusive = false;
 		}
 
 		/* Header pool: slot 0 is never handed out (a word of 0 means "no pin"). */

@@ -100,14 +100,25 @@ typedef struct CmapProcSlot
 } CmapProcSlot;
 
 /*
- * Per-process commit-window state, indexed by pgprocno; see cmap_commit.c.
- * Written by its owner while it holds its map's window lock (win_lock).
+ * Per-process commit-window state, indexed by pgprocno; see cmap_commit.c
+ * for the protocol.  Written only by its owner; read by committers of the
+ * same map.  The key sets are 512-bit Bloom filters: false positives only
+ * make a committer wait a little longer, never lose a conflict.
  */
+#define CMAP_BLOOM_WORDS	8
+
 typedef struct CmapProcWindow
 {
-	int32		map_index;		/* map whose window we are in, or -1 */
+	int32		map_index;		/* map whose window we hold, or -1 */
+	int32		state;			/* CMAP_WIN_* */
 	bool		exclusive;		/* holds the map's exclusive window */
+	uint64		wbloom[CMAP_BLOOM_WORDS];	/* keys this commit writes */
+	uint64		pbloom[CMAP_BLOOM_WORDS];	/* keys this commit protects */
 } CmapProcWindow;
+
+#define CMAP_WIN_NONE		0
+#define CMAP_WIN_OPEN		1	/* between PRE_COMMIT and COMMIT */
+#define CMAP_WIN_PROTECT	2	/* open, and protecting the keys in pbloom */
 
 /* Map states (CmapMap.state). */
 #define CMAP_MAP_FREE		0	/* not bound to a database */
@@ -145,6 +156,7 @@ typedef struct CmapMap
 	int32		windows_open;	/* committers between PRE_COMMIT and COMMIT */
 	int32		excl_owner;		/* pgprocno holding the exclusive window, or -1 */
 	int32		excl_waiters;	/* committers waiting for exclusivity */
+	pg_atomic_uint32 nprotectors;	/* windows in state CMAP_WIN_PROTECT */
 	ConditionVariable win_cv;	/* signalled whenever a window closes */
 
 	/* Statistics; atomics so readers need no lock. */

@@ -106,6 +106,7 @@ static IterRef iter_refs[MAX_ITER_REFS];
 static int	n_iter_refs = 0;	/* high-water mark of used entries */
 
 static int	xact_pin = -1;		/* transaction-scoped pin, or -1 */
+static int	latest_pin = -1;	/* see cmap_view_latest(), or -1 */
 
 static bool callbacks_registered = false;
 
@@ -138,6 +139,7 @@ cmap_snapshot_attach(void)
 	n_stmt_pins = 0;
 	n_iter_refs = 0;
 	xact_pin = -1;
+	latest_pin = -1;
 
 	if (!callbacks_registered)
 	{
@@ -271,6 +273,31 @@ cmap_view_get(void)
 	return &local_pins[i].view;
 }
 
+/*
+ * The latest committed version, pinned until the end of the transaction (or
+ * until a later call finds a newer one).  Used where a decision must be
+ * taken on the newest data rather than on the statement's snapshot:
+ * conditional operations in autocommit, and commit-time validation.
+ * Callers must copy what they read before calling again.
+ */
+const CmapView *
+cmap_view_latest(void)
+{
+	uint64		w;
+
+	cmap_attach();
+	w = pg_atomic_read_u64(&cmap_my_map->current);
+	if (latest_pin >= 0)
+	{
+		if (local_pins[latest_pin].word == w)
+			return &local_pins[latest_pin].view;
+		unpin(latest_pin);
+		latest_pin = -1;
+	}
+	latest_pin = pin_current(cmap_my_map);
+	return &local_pins[latest_pin].view;
+}
+
 /* Take an extra reference on a view's pin, owned by an iterator. */
 int
 cmap_view_ref(const CmapView *view)
@@ -331,10 +358,11 @@ cmap_views_release_all(void)
 {
 	int			i;
 
-	if (npins_held == 0 && n_stmt_pins == 0 && xact_pin < 0)
+	if (npins_held == 0 && n_stmt_pins == 0 && xact_pin < 0 && latest_pin < 0)
 		return;
 	n_stmt_pins = 0;
 	xact_pin = -1;
+	latest_pin = -1;
 	for (i = 0; i < n_iter_refs; i++)
 		iter_refs[i].pin = -1;
 	n_iter_refs = 0;

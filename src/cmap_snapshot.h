@@ -31,6 +31,7 @@ extern void cmap_snapshot_attach(void);
 
 /* The version the current statement (or transaction) reads; pins it. */
 extern const CmapView *cmap_view_get(void);
+extern const CmapView *cmap_view_latest(void);
 
 /* Extra references for iterators that may outlive a single call. */
 extern int	cmap_view_ref(const CmapView *view);
