@@ -12,6 +12,7 @@ OBJS = \
 	src/cmap_batch.o \
 	src/cmap_commit.o \
 	src/cmap_funcs.o \
+	src/cmap_mirror.o \
 	src/cmap_persist.o
 DATA = cmapext--1.0.sql
 PGFILEDESC = "cmapext - shared-memory map with consistent snapshots"

@@ -150,3 +150,16 @@ REVOKE EXECUTE ON FUNCTION
     cmap_iterate(text),
     cmap_stats()
 FROM PUBLIC;
+
+--
+-- Trigger: mirror a table into the map.
+--
+CREATE FUNCTION cmap_mirror()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'cmap_mirror'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION cmap_mirror() IS
+'AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW trigger: keeps prefix || key_column -> row_to_json(NEW)::text in the map; arguments: key_column [, key_prefix]';
+
+REVOKE EXECUTE ON FUNCTION cmap_mirror() FROM PUBLIC;
