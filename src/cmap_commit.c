@@ -56,7 +56,7 @@
  * while it is in flight; the COMMIT step falls back to unreserved pool
  * nodes, then to a non-failing allocation (cmap_pool_take_emergency).
  *
- * Code in commit_apply_small() and commit_publish() runs in the COMMIT
+ * Code in commit_apply_small() and cmap_commit_publish() runs in the COMMIT
  * step: no palloc, no ereport(ERROR), no catalog access.  Keep it so.
  *
  * Copyright (c) 2026, cmapext developers
@@ -150,7 +150,6 @@ static void resolve_conditional(CmapEntry **ops, int *nops, bool cleared);
 static void validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
 static void report_conflict(const CmapEntry *e);
 static void apply_blind(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
-static bool commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot);
 static void reset_dropped_db(DroppedDb *d);
 
 void
@@ -573,6 +572,7 @@ commit_pre_commit(void)
 			cmap_writer_init(&cs.writer, map->index, CMAP_WORD_VERSION(word) + 1,
 							 &tree, base->nodes, base->blob_bytes);
 			cs.writer.may_fail = true;
+			cs.writer.cxt = TopTransactionContext;
 			cs.stage = CS_EXCL_BUILT;
 			validate_and_apply(&cs.writer, cs.ops, cs.nops, cs.cleared);
 		}
@@ -757,8 +757,8 @@ apply_blind(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
  * the batch changed nothing (for instance it only deleted absent keys).
  * Must not fail.
  */
-static bool
-commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot)
+bool
+cmap_commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot)
 {
 	CmapHeader *hdr = &cmap_shared->headers[hdr_slot];
 
@@ -812,7 +812,7 @@ commit_apply_small(void)
 	cs.reserved = 0;			/* the writer owns the reservation now */
 
 	apply_blind(w, cs.ops, cs.nops, cs.cleared);
-	published = commit_publish(map, w, cs.hdr_slot);
+	published = cmap_commit_publish(map, w, cs.hdr_slot);
 	LWLockRelease(map->writer_lock);
 
 	if (published)
@@ -844,7 +844,7 @@ commit_commit(void)
 				/* exclusivity guarantees nobody published in between */
 				if (cmap_current_word(map) != cs.base_word)
 					elog(PANIC, "cmapext: map changed during an exclusive commit");
-				published = commit_publish(map, &cs.writer, cs.hdr_slot);
+				published = cmap_commit_publish(map, &cs.writer, cs.hdr_slot);
 				LWLockRelease(map->writer_lock);
 				if (published)
 					cs.hdr_slot = -1;
@@ -902,7 +902,7 @@ reset_dropped_db(DroppedDb *d)
 	w.may_fail = false;
 	cmap_writer_clear(&w);
 	w.changed = true;			/* publish even an empty map: state changes */
-	commit_publish(map, &w, d->hdr_slot);
+	cmap_commit_publish(map, &w, d->hdr_slot);
 	map->state = CMAP_MAP_DROPPED;
 	LWLockRelease(map->writer_lock);
 	d->hdr_slot = -1;
@@ -1136,7 +1136,7 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 					cmap_writer_put(&w, key, keylen, value, vallen, InvalidDsaPointer);
 				break;
 		}
-		published = commit_publish(map, &w, imm.hdr_slot);
+		published = cmap_commit_publish(map, &w, imm.hdr_slot);
 	}
 	LWLockRelease(map->writer_lock);
 

@@ -27,6 +27,9 @@
 extern void cmap_commit_register_callbacks(void);
 extern void cmap_cond_lock(CmapMap *map);
 
+/* Publish a built version (caller holds map->writer_lock). */
+extern bool cmap_commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot);
+
 /* Remember that a database is being dropped (object access hook). */
 extern void cmap_commit_note_dropdb(Oid dboid);
 

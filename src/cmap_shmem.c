@@ -58,7 +58,6 @@ int			cmap_my_procno = -1;
 static Size cmap_shmem_size(void);
 static int	cmap_nprocs(void);
 static void cmap_compute_layout(int nprocs, int *pins_per_proc, int *nheaders);
-static CmapMap *cmap_claim_map(Oid dboid);
 static bool cmap_pool_grow(uint64 nnodes);
 
 /* Number of PGPROCs, hence pin slots; valid in shmem_request_hook and later. */
@@ -314,7 +313,7 @@ cmap_map_by_index(int index)
  * Find or create the map of a database.  A new map publishes an empty
  * version 0 so that readers always find a valid published word.
  */
-static CmapMap *
+CmapMap *
 cmap_claim_map(Oid dboid)
 {
 	CmapMap    *map;

@@ -238,6 +238,7 @@ extern void cmap_shmem_startup(void);
 extern void cmap_check_loaded(void);
 extern void cmap_attach(void);
 extern CmapMap *cmap_lookup_map(Oid dboid);
+extern CmapMap *cmap_claim_map(Oid dboid);
 extern CmapMap *cmap_map_by_index(int index);
 extern void cmap_release_dropped_map(CmapMap *map);
 

@@ -106,6 +106,16 @@ static IterRef iter_refs[MAX_ITER_REFS];
 static int	n_iter_refs = 0;	/* high-water mark of used entries */
 
 static int	xact_pin = -1;		/* transaction-scoped pin, or -1 */
+
+/*
+ * The portal of the outermost statement being executed.  PL/pgSQL runs
+ * FOR loops and explicit cursors through portals of their own, nested in
+ * the calling statement's execution: their reads belong to the calling
+ * statement.  A FETCH from an SQL-level cursor does not count as a
+ * statement of its own here, so the cursor keeps its own version.
+ */
+static int	stmt_depth = 0;
+static Portal outer_portal = NULL;
 static int	latest_pin = -1;	/* see cmap_view_latest(), or -1 */
 
 static bool callbacks_registered = false;
@@ -243,7 +253,7 @@ unpin(int i)
 const CmapView *
 cmap_view_get(void)
 {
-	Portal		portal = ActivePortal;
+	Portal		portal = stmt_depth > 0 && outer_portal != NULL ? outer_portal : ActivePortal;
 	int			i;
 
 	cmap_attach();
@@ -411,6 +421,24 @@ cmap_snapshot_exit(int code, Datum arg)
 }
 
 /*
+ * Executor and utility hooks call these around every statement execution;
+ * see outer_portal.  The caller restores the depth on error (PG_FINALLY).
+ */
+void
+cmap_statement_enter(void)
+{
+	if (stmt_depth++ == 0)
+		outer_portal = ActivePortal;
+}
+
+void
+cmap_statement_leave(void)
+{
+	if (--stmt_depth == 0)
+		outer_portal = NULL;
+}
+
+/*
  * Under REPEATABLE READ and SERIALIZABLE, fix the map version when
  * PostgreSQL fixes the transaction snapshot (its first query), so that map
  * reads and table reads of the transaction describe the same moment as
@@ -440,7 +468,8 @@ cmap_publish(CmapMap *map, int hdr_slot)
 	int			old_slot = CMAP_WORD_SLOT(old);
 
 	Assert(LWLockHeldByMeInMode(map->writer_lock, LW_EXCLUSIVE));
-	Assert(hdr->version == CMAP_WORD_VERSION(old) + 1 || old == 0);
+	/* +1 per commit; a restored map jumps from 0 to its saved version */
+	Assert(hdr->version > CMAP_WORD_VERSION(old) || old == 0);
 
 	cmap_header_mark_published(hdr_slot);
 	pg_write_barrier();			/* header and nodes before the word */

@@ -51,6 +51,10 @@ cmap_current_word(CmapMap *map)
 	return pg_atomic_read_u64(&map->current);
 }
 
+/* Statement nesting, maintained by the executor and utility hooks. */
+extern void cmap_statement_enter(void);
+extern void cmap_statement_leave(void);
+
 /* ExecutorStart hook helper: pin the transaction snapshot early under RR. */
 extern void cmap_snapshot_executor_start(void);
 

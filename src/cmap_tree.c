@@ -510,6 +510,7 @@ cmap_writer_init(CmapWriter *w, int map_index, uint64 version,
 	w->retire_tail = InvalidDsaPointer;
 	w->local_free = InvalidDsaPointer;
 	w->finger_valid = false;
+	w->cxt = CurrentMemoryContext;
 }
 
 /*
@@ -548,8 +549,7 @@ writer_new_node(CmapWriter *w, int level)
 		w->maxtaken = Max(256, w->maxtaken * 2);
 		w->taken = w->taken ?
 			repalloc_huge(w->taken, sizeof(dsa_pointer) * w->maxtaken) :
-			MemoryContextAllocHuge(TopTransactionContext,
-								   sizeof(dsa_pointer) * w->maxtaken);
+			MemoryContextAllocHuge(w->cxt, sizeof(dsa_pointer) * w->maxtaken);
 	}
 
 	if (w->reserved > 0)
@@ -1050,6 +1050,18 @@ void
 cmap_writer_put(CmapWriter *w, const char *key, int keylen,
 				const char *value, Size vallen, dsa_pointer blob)
 {
+	cmap_writer_put_version(w, key, keylen, value, vallen, blob, w->version);
+}
+
+/*
+ * Like cmap_writer_put, but the entry carries a given version instead of
+ * the version being built (used when restoring a saved map).
+ */
+void
+cmap_writer_put_version(CmapWriter *w, const char *key, int keylen,
+						const char *value, Size vallen, dsa_pointer blob,
+						uint64 entry_version)
+{
 	char		buf[LEAF_ITEM_MAX];
 	int			isz;
 	int			h;
@@ -1064,7 +1076,7 @@ cmap_writer_put(CmapWriter *w, const char *key, int keylen,
 		b->r.birth = w->version;
 		w->blob_bytes += CMAP_BLOB_HDRSZ + b->len;
 	}
-	isz = build_leaf_item(buf, key, keylen, value, vallen, blob, w->version);
+	isz = build_leaf_item(buf, key, keylen, value, vallen, blob, entry_version);
 	w->changed = true;
 
 	if (!DsaPointerIsValid(w->tree.root))

@@ -136,6 +136,7 @@ typedef struct CmapWriter
 	uint64		used;			/* nodes taken so far */
 	uint64		emergency;		/* nodes taken beyond the reservation */
 	dsa_pointer local_free;		/* fresh nodes freed again, for reuse */
+	MemoryContext cxt;			/* where taken[] lives (may_fail only) */
 	dsa_pointer *taken;			/* may_fail only: every node taken, for discard */
 	int			ntaken;
 	int			maxtaken;
@@ -160,6 +161,9 @@ extern void cmap_writer_init(CmapWriter *w, int map_index, uint64 version,
 							 uint64 base_blob_bytes);
 extern void cmap_writer_put(CmapWriter *w, const char *key, int keylen,
 							const char *value, Size vallen, dsa_pointer blob);
+extern void cmap_writer_put_version(CmapWriter *w, const char *key, int keylen,
+									const char *value, Size vallen,
+									dsa_pointer blob, uint64 entry_version);
 extern bool cmap_writer_delete(CmapWriter *w, const char *key, int keylen);
 extern void cmap_writer_clear(CmapWriter *w);
 extern void cmap_writer_discard(CmapWriter *w);

@@ -12,6 +12,8 @@
  *	- shmem_request_hook / shmem_startup_hook: cmap_shmem.c;
  *	- ExecutorStart_hook: fixes the map version of REPEATABLE READ and
  *	  SERIALIZABLE transactions at their first query (cmap_snapshot.c);
+ *	- ExecutorRun_hook / ProcessUtility_hook: track statement nesting, so
+ *	  that statements nested in another share its version (cmap_snapshot.c);
  *	- object_access_hook: DROP EXTENSION forgets the map (transactionally,
  *	  as a cmap_clear()); DROP DATABASE releases the database's map at
  *	  commit (cmap_commit.c);
@@ -37,6 +39,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 
 #include "cmapext.h"
@@ -60,6 +63,8 @@ bool		cmap_preloaded = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 
 void		_PG_init(void);
@@ -67,6 +72,12 @@ void		_PG_init(void);
 static void cmap_shmem_request_hook(void);
 static void cmap_shmem_startup_hook(void);
 static void cmap_ExecutorStart(QueryDesc *queryDesc, int eflags);
+static void cmap_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+							 uint64 count, bool execute_once);
+static void cmap_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								bool readOnlyTree, ProcessUtilityContext context,
+								ParamListInfo params, QueryEnvironment *queryEnv,
+								DestReceiver *dest, QueryCompletion *qc);
 static void cmap_object_access(ObjectAccessType access, Oid classId,
 							   Oid objectId, int subId, void *arg);
 
@@ -125,6 +136,10 @@ _PG_init(void)
 	shmem_startup_hook = cmap_shmem_startup_hook;
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = cmap_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = cmap_ExecutorRun;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = cmap_ProcessUtility;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = cmap_object_access;
 
@@ -159,6 +174,57 @@ cmap_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/*
+ * Statement nesting, so that reads made by statements nested in another
+ * (PL/pgSQL loops and cursors, SPI) share the outer statement's version.
+ */
+static void
+cmap_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction,
+				 uint64 count, bool execute_once)
+{
+	cmap_statement_enter();
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		cmap_statement_leave();
+	}
+	PG_END_TRY();
+}
+
+static void
+cmap_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					bool readOnlyTree, ProcessUtilityContext context,
+					ParamListInfo params, QueryEnvironment *queryEnv,
+					DestReceiver *dest, QueryCompletion *qc)
+{
+	/* a FETCH runs its cursor's own statement; do not wrap it */
+	bool		counts = !IsA(pstmt->utilityStmt, FetchStmt);
+
+	if (counts)
+		cmap_statement_enter();
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		if (counts)
+			cmap_statement_leave();
+	}
+	PG_END_TRY();
 }
 
 static void
