@@ -16,41 +16,17 @@
 #
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")/.." && pwd)"
-PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-export PG_CONFIG=$PG_BIN/pg_config
-
-log() { printf '\n==== %s ====\n' "$*"; }
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "run as root (for example: sudo $0)" >&2
-	exit 1
-fi
+source "$(dirname "$0")/lib.sh"
+here="$CMAP_TOP"
+require_root
 
 # --- 1. packages ------------------------------------------------------------
 log "checking packages"
-pkgs=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
-      libipc-run-perl make gcc python3 python3-psycopg2)
-missing=()
-for p in "${pkgs[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "installing: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	# do not let the package create and start a default cluster we do not use
-	mkdir -p /etc/postgresql-common/createcluster.d
-	echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/cmapext-tests.conf
-	apt-get install -y -qq "${missing[@]}"
-fi
+ensure_build_packages libipc-run-perl python3 python3-psycopg2
 
 # --- 2. build and install ---------------------------------------------------
 log "building"
-make -C "$here" clean >/dev/null
-make -C "$here" PG_CFLAGS="${PG_CFLAGS:-}"
-make -C "$here" install
+build_and_install
 
 # --- 3. run the suites as postgres in a private copy of the tree ------------
 work=$(mktemp -d /tmp/cmapext-test.XXXXXX)
@@ -61,7 +37,6 @@ chown -R postgres:postgres "$work"
 chmod 755 "$work"
 
 status=0
-run_pg() { runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"; }
 
 log "pg_regress and isolation suites"
 if ! run_pg make -C "$work" installcheck PG_CONFIG="$PG_CONFIG"; then
