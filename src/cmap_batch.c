@@ -22,8 +22,9 @@
  * Reads by the transaction itself go through cmap_read(), which lays the
  * batch over the statement's pinned snapshot (read-your-writes).
  *
- * All memory lives in a context under TopTransactionContext, so it vanishes
- * with the transaction even on paths that never reach cmap_batch_reset().
+ * All memory lives in one context that is reset at the end of every
+ * transaction (commit, abort or prepare: cmap_commit.c calls
+ * cmap_batch_reset()).
  *
  * Copyright (c) 2026, cmapext developers
  * Released under the PostgreSQL License (see LICENSE).
@@ -97,6 +98,7 @@ typedef struct Batch
 	/* bump allocator for entries */
 	char	   *arena;
 	Size		arena_left;
+	Size		arena_chunk;	/* size of the next chunk (grows) */
 
 	/* undo log */
 	UndoRec    *undo;
@@ -114,7 +116,15 @@ typedef struct Batch
 
 static Batch *batch = NULL;
 
-#define ARENA_CHUNK		(64 * 1024)
+/*
+ * The batch's memory context lives as long as the backend and is reset at
+ * the end of every transaction that used it: cheaper than creating and
+ * deleting one per transaction (autocommit writes are the common case).
+ */
+static MemoryContext batch_cxt = NULL;
+
+#define ARENA_CHUNK_MIN	(2 * 1024)
+#define ARENA_CHUNK_MAX	(64 * 1024)
 
 static Batch *batch_get(void);
 static void *arena_alloc(Size size);
@@ -147,18 +157,18 @@ count_contrib(uint8 op, bool base_exists)
 static Batch *
 batch_get(void)
 {
-	MemoryContext cxt;
-
 	if (batch != NULL)
 		return batch;
-	cxt = AllocSetContextCreate(TopTransactionContext, "cmapext batch",
-								ALLOCSET_DEFAULT_SIZES);
-	batch = MemoryContextAllocZero(cxt, sizeof(Batch));
-	batch->cxt = cxt;
-	batch->hash = cmap_bh_create(cxt, 256, NULL);
-	batch->maxentries = 256;
-	batch->entries = MemoryContextAlloc(cxt, sizeof(CmapEntry *) * batch->maxentries);
+	if (batch_cxt == NULL)
+		batch_cxt = AllocSetContextCreate(TopMemoryContext, "cmapext batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	batch = MemoryContextAllocZero(batch_cxt, sizeof(Batch));
+	batch->cxt = batch_cxt;
+	batch->hash = cmap_bh_create(batch_cxt, 16, NULL);
+	batch->maxentries = 16;
+	batch->entries = MemoryContextAlloc(batch_cxt, sizeof(CmapEntry *) * batch->maxentries);
 	batch->sorted = true;
+	batch->arena_chunk = ARENA_CHUNK_MIN;
 	return batch;
 }
 
@@ -199,12 +209,15 @@ arena_alloc(Size size)
 	void	   *p;
 
 	size = MAXALIGN(size);
-	if (size > ARENA_CHUNK / 4)
+	if (size > ARENA_CHUNK_MAX / 4)
 		return MemoryContextAlloc(batch->cxt, size);
 	if (batch->arena_left < size)
 	{
-		batch->arena = MemoryContextAlloc(batch->cxt, ARENA_CHUNK);
-		batch->arena_left = ARENA_CHUNK;
+		while (batch->arena_chunk < size * 4)
+			batch->arena_chunk *= 2;
+		batch->arena = MemoryContextAlloc(batch->cxt, batch->arena_chunk);
+		batch->arena_left = batch->arena_chunk;
+		batch->arena_chunk = Min(batch->arena_chunk * 2, ARENA_CHUNK_MAX);
 	}
 	p = batch->arena;
 	batch->arena += size;
@@ -449,8 +462,8 @@ cmap_batch_clear(void)
 		u->old_sorted = batch->sorted;
 		u->old_cleared = batch->cleared;
 		u->old_last = batch->last;
-		batch->hash = cmap_bh_create(batch->cxt, 256, NULL);
-		batch->maxentries = 256;
+		batch->hash = cmap_bh_create(batch->cxt, 16, NULL);
+		batch->maxentries = 16;
 		batch->entries = MemoryContextAlloc(batch->cxt, sizeof(CmapEntry *) * batch->maxentries);
 	}
 	else
@@ -533,8 +546,11 @@ batch_compact(void)
 void
 cmap_batch_reset(void)
 {
-	/* the memory itself goes with TopTransactionContext */
-	batch = NULL;
+	if (batch != NULL)
+	{
+		batch = NULL;
+		MemoryContextReset(batch_cxt);
+	}
 }
 
 /* Sort support: compare entries by key bytes. */

@@ -129,7 +129,9 @@ static struct
 	dsa_pointer blob;
 	uint64		reserved;
 	int			hdr_slot;
-	bool		window;
+	bool		window;			/* holds a (non-exclusive) window */
+	bool		exclusive;		/* waits for or holds the exclusive window */
+	CmapWriter *writer;			/* exclusive path: a writer being built */
 }			imm;
 
 static void cmap_xact_callback(XactEvent event, void *arg);
@@ -139,6 +141,7 @@ static void commit_pre_commit(void);
 static void commit_commit(void);
 static void commit_abort(void);
 static void commit_end(void);
+static void immediate_cleanup(void);
 static void window_open(CmapMap *map, const uint64 *wbloom);
 static void window_close(CmapMap *map);
 static void window_protect(CmapMap *map, const uint64 *pbloom);
@@ -146,6 +149,8 @@ static void window_unprotect(CmapMap *map);
 static void window_acquire_exclusive(CmapMap *map);
 static void window_release_exclusive(CmapMap *map);
 static void make_blobs(CmapEntry **ops, int nops);
+static void pre_commit_exclusive(CmapMap *map);
+static bool reserve_small(CmapMap *map, uint64 nops, uint64 *reserved);
 static void resolve_conditional(CmapEntry **ops, int *nops, bool cleared);
 static void validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
 static void report_conflict(const CmapEntry *e);
@@ -199,6 +204,7 @@ cmap_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
+		immediate_cleanup();
 		cmap_batch_subxact_abort(mySubid);
 		cmap_views_subxact_abort(mySubid);
 	}
@@ -418,8 +424,6 @@ window_acquire_exclusive(CmapMap *map)
 	SpinLockAcquire(&map->win_lock);
 	map->excl_waiters++;
 	SpinLockRelease(&map->win_lock);
-	cs.stage = CS_EXCL_WAITING;
-	cs.map = map;
 
 	for (;;)
 	{
@@ -494,6 +498,64 @@ make_blobs(CmapEntry **ops, int nops)
 	}
 }
 
+/*
+ * Exclusive path: freeze the map, then build the whole new version now,
+ * with exact memory use and errors allowed; COMMIT only publishes it.
+ */
+static void
+pre_commit_exclusive(CmapMap *map)
+{
+	uint64		word;
+	CmapHeader *base;
+	CmapTree	tree;
+
+	/* if we are cancelled while waiting, abort stops the wait */
+	cs.stage = CS_EXCL_WAITING;
+	window_acquire_exclusive(map);
+
+	/*
+	 * Nobody else can publish this map now, so its current version is stable
+	 * and cannot be reclaimed (it is current): build on it.
+	 */
+	word = cmap_current_word(map);
+	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+	tree.root = base->root;
+	tree.height = base->height;
+	tree.count = base->count;
+	if (CMAP_WORD_VERSION(word) >= CMAP_MAX_VERSION)
+		elog(ERROR, "cmapext: version counter exhausted");
+	cs.hdr_slot = cmap_header_reserve();
+	cs.base_word = word;
+	cmap_writer_init(&cs.writer, map->index, CMAP_WORD_VERSION(word) + 1,
+					 &tree, base->nodes, base->blob_bytes);
+	cs.writer.may_fail = true;
+	cs.writer.cxt = TopTransactionContext;
+	cs.stage = CS_EXCL_BUILT;
+	validate_and_apply(&cs.writer, cs.ops, cs.nops, cs.cleared);
+}
+
+/*
+ * Reserve the worst case of a small batch.  Returns false when memory is
+ * too tight for the worst case even after reclaiming: the caller then
+ * builds the batch exactly instead (which is what lets deletes, and
+ * anything else that fits, through on an almost full map).
+ */
+static bool
+reserve_small(CmapMap *map, uint64 nops, uint64 *reserved)
+{
+	uint64		bound = cmap_writer_bound(nops, pg_atomic_read_u32(&map->height_hint) + 2);
+
+	if (!cmap_pool_try_reserve(bound))
+	{
+		cmap_reclaim_now();
+		if (!cmap_pool_try_reserve(bound))
+			return false;
+	}
+	/* record the reservation only once it exists: abort gives it back */
+	*reserved = bound;
+	return true;
+}
+
 static void
 commit_pre_commit(void)
 {
@@ -511,7 +573,7 @@ commit_pre_commit(void)
 
 		make_blobs(cs.ops, cs.nops);
 
-		if (cs.nops <= CMAP_SMALL_BATCH)
+		if (cs.nops <= CMAP_SMALL_BATCH && reserve_small(map, cs.nops, &cs.reserved))
 		{
 			uint64		wbloom[CMAP_BLOOM_WORDS];
 			uint64		pbloom[CMAP_BLOOM_WORDS];
@@ -535,9 +597,6 @@ commit_pre_commit(void)
 			if (conditional)
 				cmap_cond_lock(map);
 
-			cs.reserved = cmap_writer_bound(cs.nops,
-											pg_atomic_read_u32(&map->height_hint) + 2);
-			cmap_pool_reserve(cs.reserved);
 			cs.hdr_slot = cmap_header_reserve();
 			window_open(map, wbloom);
 			cs.stage = CS_SMALL;
@@ -549,33 +608,7 @@ commit_pre_commit(void)
 			}
 		}
 		else
-		{
-			uint64		word;
-			CmapHeader *base;
-			CmapTree	tree;
-
-			window_acquire_exclusive(map);
-
-			/*
-			 * Nobody else can publish this map now, so its current version is
-			 * stable and cannot be reclaimed (it is current): build on it.
-			 */
-			word = cmap_current_word(map);
-			base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-			tree.root = base->root;
-			tree.height = base->height;
-			tree.count = base->count;
-			if (CMAP_WORD_VERSION(word) >= CMAP_MAX_VERSION)
-				elog(ERROR, "cmapext: version counter exhausted");
-			cs.hdr_slot = cmap_header_reserve();
-			cs.base_word = word;
-			cmap_writer_init(&cs.writer, map->index, CMAP_WORD_VERSION(word) + 1,
-							 &tree, base->nodes, base->blob_bytes);
-			cs.writer.may_fail = true;
-			cs.writer.cxt = TopTransactionContext;
-			cs.stage = CS_EXCL_BUILT;
-			validate_and_apply(&cs.writer, cs.ops, cs.nops, cs.cleared);
-		}
+			pre_commit_exclusive(map);
 	}
 
 	for (i = 0; i < cs.ndropped; i++)
@@ -821,8 +854,7 @@ commit_apply_small(void)
 	if (cs.protecting)
 		window_unprotect(map);
 	window_close(map);
-	if (w->retired_items > 0)
-		cmap_reclaim_request();
+	cmap_reclaim_maybe(map);
 }
 
 static void
@@ -851,8 +883,7 @@ commit_commit(void)
 				/* unchanged means no node was taken: nothing to discard */
 				cmap_writer_finish(&cs.writer);
 				window_release_exclusive(map);
-				if (cs.writer.retired_items > 0)
-					cmap_reclaim_request();
+				cmap_reclaim_maybe(map);
 			}
 			break;
 		case CS_EXCL_WAITING:
@@ -957,18 +988,32 @@ commit_abort(void)
 		if (cs.dropped[i].hdr_slot >= 0)
 			cmap_header_release(cs.dropped[i].hdr_slot);
 
-	/* an immediate-mode write interrupted by an error */
-	if (imm.active)
-	{
-		if (DsaPointerIsValid(imm.blob))
-			cmap_blob_free(imm.blob);
-		cmap_pool_unreserve(imm.reserved);
-		if (imm.hdr_slot >= 0)
-			cmap_header_release(imm.hdr_slot);
-		if (imm.window)
-			window_close(imm.map);
-		MemSet(&imm, 0, sizeof(imm));
-	}
+	immediate_cleanup();
+}
+
+/*
+ * An immediate-mode write interrupted by an error: give back what it held.
+ * Called at abort of the transaction or of the subtransaction (a PL/pgSQL
+ * exception block, a savepoint) in which the error happened: the write ran
+ * inside that one, and must not leave a window open past it.
+ */
+static void
+immediate_cleanup(void)
+{
+	if (!imm.active)
+		return;
+	if (imm.writer != NULL)
+		cmap_writer_discard(imm.writer);
+	if (DsaPointerIsValid(imm.blob))
+		cmap_blob_free(imm.blob);
+	cmap_pool_unreserve(imm.reserved);
+	if (imm.hdr_slot >= 0)
+		cmap_header_release(imm.hdr_slot);
+	if (imm.window)
+		window_close(imm.map);
+	if (imm.exclusive)
+		window_release_exclusive(imm.map);
+	MemSet(&imm, 0, sizeof(imm));
 }
 
 /* Forget all per-transaction state; pins end with the transaction. */
@@ -1000,10 +1045,93 @@ bytes_equal(const char *a, Size alen, const char *b, Size blen)
 }
 
 /*
+ * Decide what an immediate operation does, given the latest version.
+ * Returns whether it writes; may raise errors (nothing is changed yet).
+ * For increments, value and vallen are set to the new number in numbuf.
+ */
+static bool
+immediate_decide(CmapImmOp op, const CmapTree *tree, const char *key, int keylen,
+				 const char *expected, Size explen, int64 delta,
+				 CmapImmResult *res, const char **value, Size *vallen,
+				 char *numbuf)
+{
+	CmapItem	item;
+
+	if (op != CMAP_IMM_CLEAR && cmap_tree_lookup(tree, key, keylen, &item))
+	{
+		res->found = true;
+		res->old = palloc(item.vallen + 1);
+		memcpy(res->old, item.value, item.vallen);
+		res->old[item.vallen] = '\0';
+		res->oldlen = item.vallen;
+	}
+	switch (op)
+	{
+		case CMAP_IMM_STORE:
+		case CMAP_IMM_SWAP:
+			return true;
+		case CMAP_IMM_DELETE:
+			return res->found;
+		case CMAP_IMM_LOAD_OR_STORE:
+			return !res->found;
+		case CMAP_IMM_CAS:
+		case CMAP_IMM_CAD:
+			return res->found && bytes_equal(res->old, res->oldlen, expected, explen);
+		case CMAP_IMM_INCREMENT:
+			{
+				int64		v = res->found ?
+					cmap_parse_int8(res->old, res->oldlen, key, keylen) : 0;
+
+				res->number = cmap_add_int8(v, delta, key, keylen);
+				snprintf(numbuf, 32, INT64_FORMAT, res->number);
+				*value = numbuf;
+				*vallen = strlen(numbuf);
+				return true;
+			}
+		case CMAP_IMM_CLEAR:
+			res->number = tree->count;
+			return tree->count > 0;
+	}
+	return false;
+}
+
+/* Apply an immediate operation to a writer. */
+static void
+immediate_apply(CmapImmOp op, CmapWriter *w, const char *key, int keylen,
+				const char *value, Size vallen)
+{
+	switch (op)
+	{
+		case CMAP_IMM_DELETE:
+		case CMAP_IMM_CAD:
+			cmap_writer_delete(w, key, keylen);
+			break;
+		case CMAP_IMM_CLEAR:
+			cmap_writer_clear(w);
+			break;
+		default:
+			if (DsaPointerIsValid(imm.blob) && op != CMAP_IMM_INCREMENT)
+			{
+				cmap_writer_put(w, key, keylen, NULL, 0, imm.blob);
+				imm.blob = InvalidDsaPointer;	/* the tree owns it now */
+			}
+			else
+				cmap_writer_put(w, key, keylen, value, vallen, InvalidDsaPointer);
+			break;
+	}
+}
+
+/*
  * Publish one write now, as its own version (cmapext.transactional = off).
- * The decision is taken against the latest version under the writer lock,
- * so it is atomic with respect to every other committer.  Errors before the
+ * The decision is taken against the latest version while no other commit
+ * can publish (under the writer lock, or holding the exclusive window), so
+ * it is atomic with respect to every other committer.  Errors before the
  * publish leave nothing behind (the abort callback cleans up imm).
+ *
+ * Normally the worst-case nodes are reserved and the write is applied under
+ * the writer lock like a small commit.  When memory is too tight for the
+ * worst case, the map is frozen with the exclusive window and the write is
+ * built with exact memory use instead.
  */
 void
 cmap_immediate(CmapImmOp op, const char *key, int keylen,
@@ -1012,13 +1140,12 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 			   int64 delta, CmapImmResult *res)
 {
 	CmapMap    *map;
-	CmapWriter	w;
 	uint64		word;
 	CmapHeader *base;
 	CmapTree	tree;
-	CmapItem	item;
-	bool		write = false;
+	bool		write;
 	bool		published = false;
+	bool		exclusive;
 	char		numbuf[32];
 
 	MemSet(res, 0, sizeof(*res));
@@ -1044,11 +1171,13 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 				cmap_report_oom("a value", CMAP_BLOB_HDRSZ + vallen);
 		}
 	}
-	imm.reserved = cmap_writer_bound(1, pg_atomic_read_u32(&map->height_hint) + 2);
-	cmap_pool_reserve(imm.reserved);
+	exclusive = !reserve_small(map, 1, &imm.reserved);
 	imm.hdr_slot = cmap_header_reserve();
+
+	if (!exclusive)
 	{
 		uint64		wbloom[CMAP_BLOOM_WORDS];
+		CmapWriter	w;
 
 		MemSet(wbloom, 0, sizeof(wbloom));
 		if (op == CMAP_IMM_CLEAR)
@@ -1056,96 +1185,66 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 		else
 			bloom_add(wbloom, hash_bytes((const unsigned char *) key, keylen));
 		window_open(map, wbloom);
-	}
-	imm.window = true;
+		imm.window = true;
 
-	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
-	word = cmap_current_word(map);
-	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-	tree.root = base->root;
-	tree.height = base->height;
-	tree.count = base->count;
-
-	/* Decide against the latest version.  Errors here change nothing. */
-	if (op != CMAP_IMM_CLEAR && cmap_tree_lookup(&tree, key, keylen, &item))
-	{
-		res->found = true;
-		res->old = palloc(item.vallen + 1);
-		memcpy(res->old, item.value, item.vallen);
-		res->old[item.vallen] = '\0';
-		res->oldlen = item.vallen;
-	}
-	switch (op)
-	{
-		case CMAP_IMM_STORE:
-		case CMAP_IMM_SWAP:
-			write = true;
-			break;
-		case CMAP_IMM_DELETE:
-			write = res->found;
-			break;
-		case CMAP_IMM_LOAD_OR_STORE:
-			write = !res->found;
-			break;
-		case CMAP_IMM_CAS:
-		case CMAP_IMM_CAD:
-			write = res->found && bytes_equal(res->old, res->oldlen, expected, explen);
-			break;
-		case CMAP_IMM_INCREMENT:
-			{
-				int64		v = res->found ?
-					cmap_parse_int8(res->old, res->oldlen, key, keylen) : 0;
-
-				res->number = cmap_add_int8(v, delta, key, keylen);
-				snprintf(numbuf, sizeof(numbuf), INT64_FORMAT, res->number);
-				value = numbuf;
-				vallen = strlen(numbuf);
-				write = true;
-			}
-			break;
-		case CMAP_IMM_CLEAR:
-			res->number = tree.count;
-			write = tree.count > 0;
-			break;
-	}
-
-	if (write)
-	{
-		/* From here on nothing may fail: nodes come from the reservation. */
-		cmap_writer_init(&w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
-						 base->nodes, base->blob_bytes);
-		w.may_fail = false;
-		w.reserved = imm.reserved;
-		imm.reserved = 0;
-		switch (op)
+		LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+		word = cmap_current_word(map);
+		base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+		tree.root = base->root;
+		tree.height = base->height;
+		tree.count = base->count;
+		write = immediate_decide(op, &tree, key, keylen, expected, explen, delta,
+								 res, &value, &vallen, numbuf);
+		if (write)
 		{
-			case CMAP_IMM_DELETE:
-			case CMAP_IMM_CAD:
-				cmap_writer_delete(&w, key, keylen);
-				break;
-			case CMAP_IMM_CLEAR:
-				cmap_writer_clear(&w);
-				break;
-			default:
-				if (DsaPointerIsValid(imm.blob) && op != CMAP_IMM_INCREMENT)
-				{
-					cmap_writer_put(&w, key, keylen, NULL, 0, imm.blob);
-					imm.blob = InvalidDsaPointer;
-				}
-				else
-					cmap_writer_put(&w, key, keylen, value, vallen, InvalidDsaPointer);
-				break;
+			/* From here on nothing may fail: nodes come from the reservation. */
+			cmap_writer_init(&w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
+							 base->nodes, base->blob_bytes);
+			w.may_fail = false;
+			w.reserved = imm.reserved;
+			imm.reserved = 0;
+			immediate_apply(op, &w, key, keylen, value, vallen);
+			published = cmap_commit_publish(map, &w, imm.hdr_slot);
 		}
-		published = cmap_commit_publish(map, &w, imm.hdr_slot);
+		LWLockRelease(map->writer_lock);
+		if (write)
+			cmap_writer_finish(&w);
+		window_close(map);
+		imm.window = false;
 	}
-	LWLockRelease(map->writer_lock);
-
-	if (write)
+	else
 	{
-		cmap_writer_finish(&w);
-		if (w.retired_items > 0)
-			cmap_reclaim_request();
+		imm.exclusive = true;
+		window_acquire_exclusive(map);
+
+		/* nobody else can publish now: the current version is stable */
+		word = cmap_current_word(map);
+		base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
+		tree.root = base->root;
+		tree.height = base->height;
+		tree.count = base->count;
+		write = immediate_decide(op, &tree, key, keylen, expected, explen, delta,
+								 res, &value, &vallen, numbuf);
+		if (write)
+		{
+			CmapWriter *w = palloc0(sizeof(CmapWriter));
+
+			cmap_writer_init(w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
+							 base->nodes, base->blob_bytes);
+			w->may_fail = true;	/* exact allocation; errors allowed */
+			imm.writer = w;
+			immediate_apply(op, w, key, keylen, value, vallen);
+			LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+			published = cmap_commit_publish(map, w, imm.hdr_slot);
+			LWLockRelease(map->writer_lock);
+			imm.writer = NULL;
+			cmap_writer_finish(w);
+		}
+		window_release_exclusive(map);
+		imm.exclusive = false;
 	}
+	cmap_reclaim_maybe(map);
+
 	if (published)
 		imm.hdr_slot = -1;
 	res->applied = published;
@@ -1156,6 +1255,5 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 	cmap_pool_unreserve(imm.reserved);
 	if (imm.hdr_slot >= 0)
 		cmap_header_release(imm.hdr_slot);
-	window_close(map);
 	MemSet(&imm, 0, sizeof(imm));
 }

@@ -315,7 +315,7 @@ static void
 dump_load(const char *path)
 {
 	DumpFile	f;
-	DumpHeader	hdr;
+	DumpHeader	hdr = {0};
 	uint32		i;
 	MemoryContext cxt;
 	MemoryContext oldcxt;
@@ -333,42 +333,50 @@ dump_load(const char *path)
 	oldcxt = MemoryContextSwitchTo(cxt);
 	cmap_area = dsa_attach_in_place(cmap_shared->dsa_place, NULL);
 
-	(void) dump_read(&f, &hdr, sizeof(hdr));
-	for (i = 0; i < hdr.nmaps; i++)
+	if (!dump_read(&f, &hdr, sizeof(hdr)))
+		hdr.nmaps = 0;
+	for (i = 0; i < hdr.nmaps && !f.failed; i++)
 	{
-		DumpMap		m;
-		CmapWriter	w;
-		bool		writer_live = false;
-		uint64		n = 0;
-		char	   *valbuf = NULL;
-		Size		valcap = 0;
+		DumpMap		m = {0};
 
-		(void) dump_read(&f, &m, sizeof(m));
+		/* modified inside PG_TRY and read in PG_CATCH: must be volatile */
+		CmapWriter *volatile w = NULL;
+		volatile uint64 consumed = 0;	/* entries fully read from the file */
+
+		if (!dump_read(&f, &m, sizeof(m)))
+			break;
 
 		PG_TRY();
 		{
 			CmapMap    *map = cmap_claim_map(m.dboid);
 			CmapTree	empty = {InvalidDsaPointer, 0, 0};
 			char		key[CMAP_MAX_KEY_LEN];
+			char	   *valbuf = NULL;
+			Size		valcap = 0;
 			int			hdr_slot;
+			uint64		n;
 
-			cmap_writer_init(&w, map->index, Max(m.version, 1), &empty, 0, 0);
-			w.may_fail = true;
-			writer_live = true;
+			w = palloc0(sizeof(CmapWriter));
+			cmap_writer_init(w, map->index, Max(m.version, 1), &empty, 0, 0);
+			w->may_fail = true;
 			for (n = 0; n < m.count; n++)
 			{
-				DumpEntry	e;
+				DumpEntry	e = {0};
 				dsa_pointer blob = InvalidDsaPointer;
 
-				(void) dump_read(&f, &e, sizeof(e));
-				(void) dump_read(&f, key, e.keylen);
+				/* the file was verified; a failure now means it changed under us */
+				if (!dump_read(&f, &e, sizeof(e)) || e.keylen > CMAP_MAX_KEY_LEN ||
+					!dump_read(&f, key, e.keylen))
+					elog(ERROR, "dump file changed while being read");
 				if (e.vallen > valcap)
 				{
 					valbuf = valbuf ? repalloc_huge(valbuf, e.vallen) :
 						MemoryContextAllocHuge(cxt, e.vallen);
 					valcap = e.vallen;
 				}
-				(void) dump_read(&f, valbuf, e.vallen);
+				if (!dump_read(&f, valbuf, e.vallen))
+					elog(ERROR, "dump file changed while being read");
+				consumed = n + 1;
 				if (e.vallen > CMAP_INLINE_VALUE_MAX)
 				{
 					bool		oom;
@@ -377,34 +385,32 @@ dump_load(const char *path)
 					if (!DsaPointerIsValid(blob))
 						cmap_report_oom("a restored value", e.vallen);
 				}
-				cmap_writer_put_version(&w, key, e.keylen, valbuf, e.vallen,
+				cmap_writer_put_version(w, key, e.keylen, valbuf, e.vallen,
 										blob, e.version);
 			}
 			hdr_slot = cmap_header_reserve();
 			LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
-			if (w.changed)
-				(void) cmap_commit_publish(map, &w, hdr_slot);
+			if (w->changed)
+				(void) cmap_commit_publish(map, w, hdr_slot);
 			LWLockRelease(map->writer_lock);
-			if (!w.changed)
+			if (!w->changed)
 				cmap_header_release(hdr_slot);
-			cmap_writer_finish(&w);
-			writer_live = false;
+			cmap_writer_finish(w);
+			w = NULL;
 			total += m.count;
 			loaded++;
 		}
 		PG_CATCH();
 		{
 			ErrorData  *edata;
+			uint64		k;
 
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
 			FlushErrorState();
 			LWLockReleaseAll();
-			if (writer_live)
-			{
-				/* blobs linked so far were retired with nothing else: free them */
-				cmap_writer_discard(&w);
-			}
+			if (w != NULL)
+				cmap_writer_discard(w);
 			ereport(WARNING,
 					(errmsg("cmapext: could not restore the map of database %u: %s",
 							m.dboid, edata->message),
@@ -412,13 +418,14 @@ dump_load(const char *path)
 			FreeErrorData(edata);
 
 			/* skip the rest of this map's entries */
-			for (n = n + 1; n < m.count; n++)
+			for (k = consumed; k < m.count; k++)
 			{
-				DumpEntry	e;
+				DumpEntry	e = {0};
 				char		chunk[8192];
 				uint64		left;
 
-				(void) dump_read(&f, &e, sizeof(e));
+				if (!dump_read(&f, &e, sizeof(e)))
+					break;
 				for (left = e.keylen + e.vallen; left > 0;)
 				{
 					Size		part = Min(left, sizeof(chunk));

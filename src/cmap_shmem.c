@@ -371,6 +371,13 @@ cmap_claim_map(Oid dboid)
 		pg_atomic_write_u32(&map->height_hint, 0);
 		pg_atomic_write_u64(&map->commits, 0);
 		pg_atomic_write_u64(&map->reclaimed_bytes, 0);
+		/* nobody can be committing into a free slot: start its windows clean */
+		SpinLockAcquire(&map->win_lock);
+		map->windows_open = 0;
+		map->excl_owner = -1;
+		map->excl_waiters = 0;
+		SpinLockRelease(&map->win_lock);
+		pg_atomic_write_u32(&map->nprotectors, 0);
 		cmap_header_mark_published(slot);
 		pg_write_barrier();
 		pg_atomic_write_u64(&map->current, CMAP_WORD(0, slot));

@@ -243,7 +243,7 @@ unpin(int i)
 
 	/* An old version went unpinned: its memory may now be reclaimable. */
 	if (lp->word != pg_atomic_read_u64(&lp->map->current))
-		cmap_reclaim_request();
+		cmap_reclaim_maybe(lp->map);
 	lp->word = 0;
 }
 
@@ -313,15 +313,17 @@ int
 cmap_view_ref(const CmapView *view)
 {
 	int			i;
+	int			found = -1;
 
-	for (i = 0; i < MAX_ITER_REFS; i++)
+	for (i = 0; i < MAX_ITER_REFS && found < 0; i++)
 		if (iter_refs[i].pin < 0)
-			break;
-	if (i >= MAX_ITER_REFS)
+			found = i;
+	if (found < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many cmapext iterations open in this session"),
 				 errhint("Close open cursors over cmapext functions.")));
+	i = found;
 	local_pins[view->pin].refcount++;
 	iter_refs[i].pin = view->pin;
 	iter_refs[i].subid = GetCurrentSubTransactionId();
@@ -483,6 +485,21 @@ cmap_publish(CmapMap *map, int hdr_slot)
 	}
 	pg_atomic_write_u32(&map->height_hint, hdr->height);
 	pg_atomic_fetch_add_u64(&map->commits, 1);
+}
+
+/*
+ * Wake the reclaimer early if a map's garbage has grown past a threshold;
+ * otherwise its periodic pass (every second) is soon enough.  Waking it on
+ * every commit would cost a signal per commit and keep a core busy.  A
+ * racy read of retired_bytes is fine: it is only a hint.
+ */
+void
+cmap_reclaim_maybe(CmapMap *map)
+{
+	uint64		threshold = Max(UINT64CONST(1) << 20, cmap_shared->dsa_size / 64);
+
+	if (map->retired_bytes >= threshold)
+		cmap_reclaim_request();
 }
 
 /*

@@ -58,7 +58,8 @@ extern void cmap_statement_leave(void);
 /* ExecutorStart hook helper: pin the transaction snapshot early under RR. */
 extern void cmap_snapshot_executor_start(void);
 
-/* Tell the reclaimer there may be work. */
+/* Tell the reclaimer there may be work (the _maybe form only if a lot). */
 extern void cmap_reclaim_request(void);
+extern void cmap_reclaim_maybe(CmapMap *map);
 
 #endif							/* CMAP_SNAPSHOT_H */

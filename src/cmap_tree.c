@@ -560,9 +560,17 @@ writer_new_node(CmapWriter *w, int level)
 	}
 	else if (w->may_fail)
 	{
-		/* outside COMMIT: grow the reservation; may raise 53200 */
-		cmap_pool_reserve(64);
-		w->reserved += 64;
+		/*
+		 * Outside COMMIT: grow the reservation, in chunks while memory is
+		 * plentiful, one node at a time when it is tight; may raise 53200.
+		 */
+		if (cmap_pool_try_reserve(64))
+			w->reserved += 64;
+		else
+		{
+			cmap_pool_reserve(1);
+			w->reserved += 1;
+		}
 		dp = cmap_pool_take_reserved();
 		w->reserved--;
 		w->used++;
@@ -634,18 +642,21 @@ make_writable(CmapWriter *w, dsa_pointer dp)
 	CmapNode   *src = NODE(dp);
 	dsa_pointer ndp;
 	CmapNode   *dst;
-	int			i;
 
 	if (src->r.birth == w->version)
 		return dp;
 	ndp = writer_new_node(w, src->level);
 	dst = NODE(ndp);
-	for (i = 0; i < src->nitems; i++)
-	{
-		const char *it = item_ptr(src, i);
 
-		node_append_raw(dst, it, item_size(src, it));
-	}
+	/*
+	 * Item offsets are relative to the node, so a byte copy is a valid node;
+	 * copy only the used parts (header + offsets, and the item area), then
+	 * restore the fresh node's own reclamation header.
+	 */
+	memcpy((char *) dst + sizeof(CmapRetired), (char *) src + sizeof(CmapRetired),
+		   CMAP_NODE_HDRSZ - sizeof(CmapRetired) + src->nitems * sizeof(uint16));
+	memcpy((char *) dst + src->upper, (char *) src + src->upper,
+		   CMAP_NODE_SIZE - src->upper);
 	writer_drop_node(w, dp);
 	return ndp;
 }

@@ -84,27 +84,36 @@ static void cmap_object_access(ObjectAccessType access, Oid classId,
 void
 _PG_init(void)
 {
-	DefineCustomIntVariable("cmapext.max_memory",
-							"Sets the amount of shared memory that holds the maps of all databases.",
-							"A commit that does not fit fails with SQLSTATE 53200.",
-							&cmap_max_memory_kb,
-							64 * 1024,
-							1024,
-							INT_MAX / 2,
-							PGC_POSTMASTER,
-							GUC_UNIT_KB,
-							NULL, NULL, NULL);
+	/*
+	 * Settings that size shared memory can only be defined while the
+	 * library is preloaded; loaded later (CREATE EXTENSION, LOAD), defining
+	 * a PGC_POSTMASTER variable is a FATAL error.  The SQL functions then
+	 * explain what is missing (cmap_check_loaded).
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("cmapext.max_memory",
+								"Sets the amount of shared memory that holds the maps of all databases.",
+								"A commit that does not fit fails with SQLSTATE 53200.",
+								&cmap_max_memory_kb,
+								64 * 1024,
+								1024,
+								INT_MAX / 2,
+								PGC_POSTMASTER,
+								GUC_UNIT_KB,
+								NULL, NULL, NULL);
 
-	DefineCustomIntVariable("cmapext.max_databases",
-							"Sets the maximum number of databases that can hold a map at the same time.",
-							NULL,
-							&cmap_max_databases,
-							16,
-							1,
-							1024,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
+		DefineCustomIntVariable("cmapext.max_databases",
+								"Sets the maximum number of databases that can hold a map at the same time.",
+								NULL,
+								&cmap_max_databases,
+								16,
+								1,
+								1024,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
 
 	DefineCustomBoolVariable("cmapext.transactional",
 							 "Makes map writes part of the surrounding transaction.",
