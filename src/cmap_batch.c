@@ -274,6 +274,7 @@ cmap_batch_entry(const char *key, int keylen)
 	e->blob = InvalidDsaPointer;
 	e->st.op = CMAP_OP_NONE;
 	e->st.subid = GetCurrentSubTransactionId();
+	e->st.mirror_cid = InvalidCommandId;
 	slot->entry = e;
 
 	if (batch->nentries >= batch->maxentries)
@@ -378,6 +379,7 @@ cmap_batch_set_put(CmapEntry *e, const char *value, Size vallen)
 	batch_save(e, false);
 	/* a dependency recorded earlier stays: the transaction did read the key */
 	e->st.op = CMAP_OP_PUT;
+	e->st.mirror_cid = InvalidCommandId;
 	e->st.delta = 0;
 	batch_value_replace(e, value, vallen);
 	count_note_change(e, oldop);
@@ -663,6 +665,9 @@ cmap_read(const CmapView *view, const char *key, int keylen, CmapValue *val)
 		e = NULL;				/* validation only: not a write */
 	val->own = false;
 	val->version = 0;
+	val->base_dep = false;
+	val->base_found = false;
+	val->base_version = 0;
 	if (e != NULL && e->st.op != CMAP_OP_INCR)
 	{
 		val->own = true;
@@ -671,18 +676,31 @@ cmap_read(const CmapView *view, const char *key, int keylen, CmapValue *val)
 		val->len = e->st.vallen;
 		return;
 	}
-	if (!cmap_batch_cleared() && cmap_tree_lookup(&view->tree, key, keylen, &item))
+	if (cmap_batch_cleared())
 	{
-		val->found = true;
-		val->data = item.value;
-		val->len = item.vallen;
-		val->version = item.version;
-	}
-	else
-	{
+		/* the transaction's own clear decides: nothing from the snapshot */
 		val->found = false;
 		val->data = NULL;
 		val->len = 0;
+	}
+	else
+	{
+		val->base_dep = true;
+		if (cmap_tree_lookup(&view->tree, key, keylen, &item))
+		{
+			val->found = true;
+			val->data = item.value;
+			val->len = item.vallen;
+			val->version = item.version;
+			val->base_found = true;
+			val->base_version = item.version;
+		}
+		else
+		{
+			val->found = false;
+			val->data = NULL;
+			val->len = 0;
+		}
 	}
 	if (e != NULL)
 	{

@@ -47,6 +47,7 @@ typedef struct CmapEntryState
 	int64		delta;			/* INCR: sum of increments */
 	uint64		dep_version;	/* CMAP_DEP_VERSION: version seen */
 	uint64		dep_view;		/* view version the dependency was read in */
+	CommandId	mirror_cid;		/* command of a cmap_mirror store, or Invalid */
 } CmapEntryState;
 
 typedef struct CmapEntry
@@ -86,6 +87,10 @@ typedef struct CmapValue
 	Size		len;
 	bool		own;			/* written by this transaction (no version yet) */
 	uint64		version;		/* entry version when !own */
+	/* what the result depends on in the snapshot (for validation) */
+	bool		base_dep;		/* the snapshot's entry matters */
+	bool		base_found;		/* ... and it existed */
+	uint64		base_version;	/* ... with this version */
 } CmapValue;
 
 extern void cmap_read(const CmapView *view, const char *key, int keylen,

@@ -154,6 +154,8 @@ static bool reserve_small(CmapMap *map, uint64 nops, uint64 *reserved);
 static void resolve_conditional(CmapEntry **ops, int *nops, bool cleared);
 static void validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
 static void report_conflict(const CmapEntry *e);
+static bool dependency_holds(CmapMap *map, const CmapEntry *e, bool found,
+							 const CmapItem *item);
 static void apply_blind(CmapWriter *w, CmapEntry **ops, int nops, bool cleared);
 static void reset_dropped_db(DroppedDb *d);
 
@@ -615,6 +617,24 @@ commit_pre_commit(void)
 		cs.dropped[i].hdr_slot = cmap_header_reserve();
 }
 
+/*
+ * Does an entry's recorded dependency still hold on this base?  A present
+ * key must carry the same entry version; an absent key must still be
+ * absent and must not have been deleted (or the map cleared) since the
+ * decision (see CMAP_DELTAB_SIZE).
+ */
+static bool
+dependency_holds(CmapMap *map, const CmapEntry *e, bool found, const CmapItem *item)
+{
+	if (e->st.dep == CMAP_DEP_VERSION)
+		return found && item->version == e->st.dep_version;
+	if (e->st.dep == CMAP_DEP_ABSENT)
+		return !found &&
+			map->last_clear <= e->st.dep_view &&
+			map->deltab[cmap_deltab_slot(e->key, e->keylen)] <= e->st.dep_view;
+	return true;
+}
+
 /* Raise the 40001 error of a failed validation. */
 static void
 report_conflict(const CmapEntry *e)
@@ -657,9 +677,7 @@ resolve_conditional(CmapEntry **ops, int *nops, bool cleared)
 
 		if (e->st.dep != CMAP_DEP_NONE || e->st.op == CMAP_OP_INCR)
 			found = cmap_tree_lookup(&base, e->key, e->keylen, &item);
-		if (e->st.dep == CMAP_DEP_ABSENT ? found :
-			(e->st.dep == CMAP_DEP_VERSION &&
-			 (!found || item.version != e->st.dep_version)))
+		if (!dependency_holds(cs.map, e, found, &item))
 			report_conflict(e);
 
 		if (e->st.op == CMAP_OP_INCR)
@@ -705,8 +723,7 @@ validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
 		if (e->st.dep == CMAP_DEP_NONE)
 			continue;
 		found = cmap_tree_lookup(&base, e->key, e->keylen, &item);
-		if (e->st.dep == CMAP_DEP_ABSENT ? found :
-			(!found || item.version != e->st.dep_version))
+		if (!dependency_holds(cs.map, e, found, &item))
 			report_conflict(e);
 		CHECK_FOR_INTERRUPTS();
 	}

@@ -143,9 +143,10 @@ note_dependency(const CmapView *view, const char *key, int keylen,
 {
 	CmapEntry  *e = cmap_batch_entry(key, keylen);
 
-	if (!v->own)
-		cmap_batch_set_dep(e, v->found ? CMAP_DEP_VERSION : CMAP_DEP_ABSENT,
-						   v->version, view->version);
+	/* also for a pending increment: its value is the snapshot's plus ours */
+	if (v->base_dep)
+		cmap_batch_set_dep(e, v->base_found ? CMAP_DEP_VERSION : CMAP_DEP_ABSENT,
+						   v->base_version, view->version);
 	return e;
 }
 
@@ -267,8 +268,7 @@ cmap_load_or_store(PG_FUNCTION_ARGS)
 	{
 		text	   *result = value_text(&v);
 
-		if (!v.own)
-			note_dependency(view, key, keylen, &v);
+		(void) note_dependency(view, key, keylen, &v);
 		PG_RETURN_TEXT_P(result);
 	}
 	e = note_dependency(view, key, keylen, &v);

@@ -8,7 +8,8 @@
  *
  * INSERT stores prefix || key -> row_to_json(NEW)::text; DELETE removes the
  * key; an UPDATE stores the new row and, when the key changed, removes the
- * old key.  The key is the column's text output, so any type works.  An
+ * old key.  The key is the column's text form (see mirror_key_text), so any
+ * type works.  An
  * optional AFTER TRUNCATE ... FOR EACH STATEMENT trigger with the same
  * arguments removes every key that starts with the prefix.
  *
@@ -27,14 +28,21 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -45,13 +53,67 @@
 
 PG_FUNCTION_INFO_V1(cmap_mirror);
 
+/*
+ * The text of a key column value, independent of session settings: the
+ * same row must map to the same key whoever changes it.  Date and time
+ * types use ISO 8601 (UTC for types with a time zone) whatever DateStyle
+ * and TimeZone say; floating-point numbers use the shortest exact form
+ * whatever extra_float_digits says; other types use their output function.
+ */
+static char *
+mirror_key_text(Datum value, Oid typid)
+{
+	char		buf[MAXDATELEN + 1];
+	int			utc = 0;
+
+	typid = getBaseType(typid);
+	switch (typid)
+	{
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+			return pstrdup(JsonEncodeDateTime(buf, value, typid, NULL));
+		case TIMETZOID:
+		case TIMESTAMPTZOID:
+			return pstrdup(JsonEncodeDateTime(buf, value, typid, &utc));
+		case FLOAT4OID:
+		case FLOAT8OID:
+			{
+				double		d = (typid == FLOAT4OID) ?
+					(double) DatumGetFloat4(value) : DatumGetFloat8(value);
+				char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+				if (isnan(d))
+					return pstrdup("NaN");
+				if (isinf(d))
+					return pstrdup(d > 0 ? "Infinity" : "-Infinity");
+				if (typid == FLOAT4OID)
+					(void) float_to_shortest_decimal_buf(DatumGetFloat4(value), num);
+				else
+					(void) double_to_shortest_decimal_buf(d, num);
+				return pstrdup(num);
+			}
+		default:
+			{
+				Oid			typoutput;
+				bool		typisvarlena;
+
+				getTypeOutputInfo(typid, &typoutput, &typisvarlena);
+				return OidOutputFunctionCall(typoutput, value);
+			}
+	}
+}
+
 /* Build prefix || text of the key column; errors for NULL or long keys. */
 static char *
 mirror_key(TriggerData *td, HeapTuple tuple, int attnum, const char *colname,
 		   const char *prefix, int *keylen)
 {
 	TupleDesc	tupdesc = td->tg_relation->rd_att;
-	char	   *val = SPI_getvalue(tuple, tupdesc, attnum);
+	bool		isnull;
+	Datum		value = SPI_getbinval(tuple, tupdesc, attnum, &isnull);
+	char	   *val = isnull ? NULL :
+		mirror_key_text(value, TupleDescAttr(tupdesc, attnum - 1)->atttypid);
 	StringInfoData buf;
 
 	if (val == NULL)
@@ -86,8 +148,11 @@ mirror_value(TriggerData *td, HeapTuple tuple)
 static void
 mirror_store(const char *key, int keylen, text *value)
 {
-	cmap_batch_set_put(cmap_batch_entry(key, keylen),
-					   VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+	CmapEntry  *e = cmap_batch_entry(key, keylen);
+
+	cmap_batch_set_put(e, VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
+	/* remember which statement stored it: see the UPDATE case */
+	e->st.mirror_cid = GetCurrentCommandId(false);
 }
 
 static void
@@ -209,9 +274,20 @@ cmap_mirror(PG_FUNCTION_ARGS)
 										prefix, &oldlen);
 
 		key = mirror_key(td, td->tg_newtuple, attnum, colname, prefix, &keylen);
-		/* the key moved: the old entry goes */
+
+		/*
+		 * The key moved: the old entry goes, unless another row of this same
+		 * statement has just moved onto that key (UPDATE ... SET id = id + 1
+		 * visits the rows in any order).
+		 */
 		if (oldlen != keylen || memcmp(oldkey, key, keylen) != 0)
-			mirror_delete(oldkey, oldlen);
+		{
+			CmapEntry  *old = cmap_batch_lookup(oldkey, oldlen);
+
+			if (old == NULL || old->st.op != CMAP_OP_PUT ||
+				old->st.mirror_cid != GetCurrentCommandId(false))
+				mirror_delete(oldkey, oldlen);
+		}
 		mirror_store(key, keylen, mirror_value(td, td->tg_newtuple));
 	}
 	return PointerGetDatum(NULL);

@@ -318,10 +318,14 @@ cmap_claim_map(Oid dboid)
 {
 	CmapMap    *map;
 	int			i;
+	int			slot;
 
 	map = cmap_lookup_map(dboid);
 	if (map != NULL)
 		return map;
+
+	/* before taking the lock: reserving may run a reclamation pass */
+	slot = cmap_header_reserve();
 
 	LWLockAcquire(cmap_shared->lock, LW_EXCLUSIVE);
 	/* re-check under the lock */
@@ -331,6 +335,7 @@ cmap_claim_map(Oid dboid)
 		if (map->state == CMAP_MAP_ACTIVE && map->dboid == dboid)
 		{
 			LWLockRelease(cmap_shared->lock);
+			cmap_header_release(slot);
 			return map;
 		}
 	}
@@ -343,6 +348,7 @@ cmap_claim_map(Oid dboid)
 	if (i >= cmap_shared->max_maps)
 	{
 		LWLockRelease(cmap_shared->lock);
+		cmap_header_release(slot);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many databases use cmapext"),
@@ -351,7 +357,6 @@ cmap_claim_map(Oid dboid)
 	}
 
 	{
-		int			slot = cmap_header_reserve();
 		CmapHeader *hdr = &cmap_shared->headers[slot];
 
 		LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
@@ -378,6 +383,8 @@ cmap_claim_map(Oid dboid)
 		map->excl_waiters = 0;
 		SpinLockRelease(&map->win_lock);
 		pg_atomic_write_u32(&map->nprotectors, 0);
+		map->last_clear = 0;
+		MemSet(map->deltab, 0, sizeof(map->deltab));
 		cmap_header_mark_published(slot);
 		pg_write_barrier();
 		pg_atomic_write_u64(&map->current, CMAP_WORD(0, slot));
@@ -608,27 +615,45 @@ cmap_pool_trim(uint64 keep)
  */
 
 /*
- * Take a free header slot.  The pool is sized so that this cannot run dry
- * (see cmap_compute_layout); running dry anyway means a leak, reported as an
- * internal error where an ERROR is still allowed.
+ * Take a free header slot.  Every commit supersedes one header, and only a
+ * reclamation pass returns superseded headers, so the pool runs low when
+ * commits outpace the reclaimer: wake it early, and when the pool is empty
+ * run a pass here (callers are always where an ERROR is allowed and hold
+ * no LWLock).  The pool is sized so that pinned versions alone can never
+ * exhaust it; running dry after a pass means a leak, reported as such.
  */
 int
 cmap_header_reserve(void)
 {
 	int			slot;
+	int			nfree;
+	int			attempt;
 
-	SpinLockAcquire(&cmap_shared->hdr_lock);
-	slot = cmap_shared->hdr_free_head;
-	if (slot >= 0)
+	for (attempt = 0; attempt < 2; attempt++)
 	{
-		cmap_shared->hdr_free_head = cmap_shared->headers[slot].next_free;
-		cmap_shared->hdr_nfree--;
-		cmap_shared->headers[slot].state = CMAP_HDR_RESERVED;
+		SpinLockAcquire(&cmap_shared->hdr_lock);
+		slot = cmap_shared->hdr_free_head;
+		if (slot >= 0)
+		{
+			cmap_shared->hdr_free_head = cmap_shared->headers[slot].next_free;
+			cmap_shared->hdr_nfree--;
+			cmap_shared->headers[slot].state = CMAP_HDR_RESERVED;
+		}
+		nfree = cmap_shared->hdr_nfree;
+		SpinLockRelease(&cmap_shared->hdr_lock);
+
+		if (slot >= 0)
+		{
+			if (nfree < cmap_shared->nheaders / 2)
+				cmap_reclaim_request();
+			return slot;
+		}
+		cmap_reclaim_now();
 	}
-	SpinLockRelease(&cmap_shared->hdr_lock);
-	if (slot < 0)
-		elog(ERROR, "cmapext: no free version header");
-	return slot;
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg_internal("cmapext: no free version header after reclamation")));
+	return -1;					/* keep compiler quiet */
 }
 
 /* Mark a reserved header as published (called just before publishing it). */

@@ -120,6 +120,16 @@ typedef struct CmapProcWindow
 #define CMAP_WIN_OPEN		1	/* between PRE_COMMIT and COMMIT */
 #define CMAP_WIN_PROTECT	2	/* open, and protecting the keys in pbloom */
 
+/*
+ * Absence cannot be checked by an entry version: a key that was absent, then
+ * stored, then deleted again is absent again.  So every delete stamps its
+ * version into a slot chosen by the key's hash, and a decision that saw a
+ * key absent is valid at commit only if the key is still absent and its
+ * slot was not stamped since.  Another key of the same slot deleted
+ * meanwhile gives a false conflict (40001), never a missed one.
+ */
+#define CMAP_DELTAB_SIZE	8192
+
 /* Map states (CmapMap.state). */
 #define CMAP_MAP_FREE		0	/* not bound to a database */
 #define CMAP_MAP_ACTIVE		1	/* bound to dboid */
@@ -162,6 +172,14 @@ typedef struct CmapMap
 	/* Statistics; atomics so readers need no lock. */
 	pg_atomic_uint64 commits;	/* versions published */
 	pg_atomic_uint64 reclaimed_bytes;	/* bytes freed by reclamation */
+
+	/*
+	 * Delete stamps (see CMAP_DELTAB_SIZE): written by whoever builds a
+	 * version (at most one at a time), read racily by validation, which only
+	 * cares about its own, protected, key.
+	 */
+	uint64		last_clear;		/* version of the last cmap_clear() */
+	uint64		deltab[CMAP_DELTAB_SIZE];
 } CmapMap;
 
 /*

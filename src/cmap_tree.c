@@ -48,6 +48,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 
 #include "cmap_shmem.h"
@@ -1149,6 +1150,7 @@ cmap_writer_delete(CmapWriter *w, const char *key, int keylen)
 	w->tree.count--;
 	w->changed = true;
 	rebalance(w, h - 1);
+	cmap_map_by_index(w->map_index)->deltab[cmap_deltab_slot(key, keylen)] = w->version;
 	return true;
 }
 
@@ -1162,6 +1164,7 @@ cmap_writer_clear(CmapWriter *w)
 	if (!DsaPointerIsValid(w->tree.root))
 		return;
 	Assert(NODE(w->tree.root)->r.birth != w->version);
+	cmap_map_by_index(w->map_index)->last_clear = w->version;
 	cmap_retire_append(w, w->tree.root,
 					   (uint64) w->nodes * CMAP_NODE_SIZE + w->blob_bytes,
 					   CMAP_RETIRE_SUBTREE);

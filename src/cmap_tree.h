@@ -23,6 +23,8 @@
 #ifndef CMAP_TREE_H
 #define CMAP_TREE_H
 
+#include "common/hashfn.h"
+
 #include "cmap_shmem.h"
 
 /* Limits users see. */
@@ -108,6 +110,13 @@ typedef struct CmapCursor
 		int			idx;
 	}			stack[CMAP_MAX_HEIGHT];
 } CmapCursor;
+
+/* Slot of a key in its map's delete-stamp table (CMAP_DELTAB_SIZE). */
+static inline int
+cmap_deltab_slot(const char *key, int keylen)
+{
+	return hash_bytes((const unsigned char *) key, keylen) & (CMAP_DELTAB_SIZE - 1);
+}
 
 /* Reading. */
 extern bool cmap_tree_lookup(const CmapTree *tree, const char *key, int keylen,
