@@ -49,6 +49,7 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "port/pg_bswap.h"
 #include "utils/memutils.h"
 
 #include "cmap_shmem.h"
@@ -167,13 +168,41 @@ leaf_item_blob(const char *it)
 	return (dsa_pointer) rd64(it + LEAF_HDR + rd16(it));
 }
 
+/*
+ * Byte-order comparison of two keys.  Inlined word-at-a-time compare: most
+ * keys are short, and a libc memcmp call per binary-search step costs more
+ * than the comparison itself.
+ */
 static inline int
 keycmp(const char *a, int alen, const char *b, int blen)
 {
-	int			r = memcmp(a, b, Min(alen, blen));
+	int			n = Min(alen, blen);
 
-	if (r != 0)
-		return r;
+	while (n >= 8)
+	{
+		uint64		x,
+					y;
+
+		memcpy(&x, a, 8);
+		memcpy(&y, b, 8);
+		if (x != y)
+		{
+			x = pg_ntoh64(x);	/* first byte most significant, on any endianness */
+			y = pg_ntoh64(y);
+			return x < y ? -1 : 1;
+		}
+		a += 8;
+		b += 8;
+		n -= 8;
+	}
+	while (n > 0)
+	{
+		if (*a != *b)
+			return (unsigned char) *a < (unsigned char) *b ? -1 : 1;
+		a++;
+		b++;
+		n--;
+	}
 	return (alen > blen) - (alen < blen);
 }
 
@@ -1109,10 +1138,25 @@ cmap_writer_put_version(CmapWriter *w, const char *key, int keylen,
 	pos = leaf_search(leaf, key, keylen, &found);
 	if (found)
 	{
-		dsa_pointer old = leaf_item_blob(item_ptr(leaf, pos));
+		char	   *it = item_ptr(leaf, pos);
+		int			oldsz = item_size(leaf, it);
+		dsa_pointer old = leaf_item_blob(it);
 
 		if (DsaPointerIsValid(old))
 			writer_retire_blob(w, old);
+
+		/*
+		 * Updates usually keep the value's size: overwrite the item where it
+		 * is (the leaf is writable), leaving any shrinkage as a hole, instead
+		 * of removing and re-inserting it, which on a full leaf would mean
+		 * compacting the whole node.
+		 */
+		if (isz <= oldsz)
+		{
+			memcpy(it, buf, isz);
+			leaf->frag += oldsz - isz;
+			return;
+		}
 		node_remove(leaf, pos);
 	}
 	else
