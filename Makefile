@@ -12,6 +12,8 @@ OBJS = \
 	src/cmap_batch.o \
 	src/cmap_commit.o \
 	src/cmap_funcs.o \
+	src/cmap_iter.o \
+	src/cmap_scan.o \
 	src/cmap_mirror.o \
 	src/cmap_persist.o
 DATA = cmapext--1.0.sql

@@ -30,6 +30,7 @@
 #include "cmapext.h"
 #include "cmap_batch.h"
 #include "cmap_commit.h"
+#include "cmap_iter.h"
 #include "cmap_snapshot.h"
 #include "cmap_tree.h"
 
@@ -452,73 +453,32 @@ cmap_version(PG_FUNCTION_ARGS)
 
 /* ------------------------------------------------------------------------
  * cmap_iterate(prefix text DEFAULT NULL)
+ *
+ * Value-per-call, so that in a target list (SELECT cmap_iterate()) it
+ * streams row by row; in FROM clauses the planner normally uses the
+ * streaming custom scan of cmap_scan.c instead.
  * ------------------------------------------------------------------------
  */
-
-typedef struct IterState
-{
-	CmapTree	tree;
-	CmapCursor	cur;
-	bool		use_tree;		/* false when the transaction cleared the map */
-	char	   *prefix;
-	int			prefixlen;
-	CmapEntry **pending;		/* own writes matching the prefix, sorted */
-	int			npending;
-	int			pi;
-	int			ref;			/* our reference on the view's pin */
-	bool		done;
-} IterState;
 
 static void
 iter_shutdown(Datum arg)
 {
-	IterState  *st = (IterState *) DatumGetPointer(arg);
-
-	if (st->ref >= 0)
-	{
-		cmap_view_unref(st->ref);
-		st->ref = -1;
-	}
-}
-
-/* The tree's current item, if it still matches the prefix. */
-static bool
-iter_tree_item(IterState *st, CmapItem *item)
-{
-	if (!st->use_tree || !cmap_cursor_get(&st->cur, item))
-		return false;
-	if (st->prefix != NULL &&
-		(item->keylen < st->prefixlen ||
-		 memcmp(item->key, st->prefix, st->prefixlen) != 0))
-	{
-		st->use_tree = false;	/* keys are ordered: no more matches */
-		return false;
-	}
-	return true;
-}
-
-static int
-iter_keycmp(const char *a, int alen, const char *b, int blen)
-{
-	int			r = memcmp(a, b, Min(alen, blen));
-
-	if (r != 0)
-		return r;
-	return (alen > blen) - (alen < blen);
+	cmap_iter_end((CmapIter *) DatumGetPointer(arg));
 }
 
 Datum
 cmap_iterate(PG_FUNCTION_ARGS)
 {
 	FuncCallContext *funcctx;
-	IterState  *st;
+	CmapIter   *it;
+	Datum		values[3];
+	bool		nulls[3];
 
 	if (SRF_IS_FIRSTCALL())
 	{
 		MemoryContext oldcxt;
 		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 		TupleDesc	tupdesc;
-		const CmapView *view;
 
 		cmap_check_loaded();
 		funcctx = SRF_FIRSTCALL_INIT();
@@ -528,93 +488,32 @@ cmap_iterate(PG_FUNCTION_ARGS)
 			elog(ERROR, "return type must be a row type");
 		funcctx->tuple_desc = BlessTupleDesc(tupdesc);
 
-		st = palloc0(sizeof(IterState));
-		st->ref = -1;
-		if (!PG_ARGISNULL(0))
+		it = palloc(sizeof(CmapIter));
+		if (PG_ARGISNULL(0))
+			cmap_iter_begin(it, NULL, 0);
+		else
 		{
 			text	   *p = PG_GETARG_TEXT_PP(0);
 
-			st->prefixlen = VARSIZE_ANY_EXHDR(p);
-			st->prefix = palloc(st->prefixlen + 1);
-			memcpy(st->prefix, VARDATA_ANY(p), st->prefixlen);
+			cmap_iter_begin(it, VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p));
 		}
-
-		view = cmap_view_get();
-		st->tree = view->tree;
-		st->ref = cmap_view_ref(view);
+		/* release the pin when the scan stops early (LIMIT, cursor close) */
 		if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
 			RegisterExprContextCallback(rsinfo->econtext, iter_shutdown,
-										PointerGetDatum(st));
-		st->use_tree = !cmap_batch_cleared();
-		st->pending = cmap_batch_snapshot(st->prefix, st->prefixlen, &st->npending);
-		if (st->use_tree)
-			cmap_cursor_seek(&st->cur, &st->tree, st->prefix, st->prefixlen);
-		funcctx->user_fctx = st;
+										PointerGetDatum(it));
+		funcctx->user_fctx = it;
 		MemoryContextSwitchTo(oldcxt);
 	}
 
 	funcctx = SRF_PERCALL_SETUP();
-	st = (IterState *) funcctx->user_fctx;
+	it = (CmapIter *) funcctx->user_fctx;
 
-	for (;;)
-	{
-		CmapItem	item;
-		bool		have_tree;
-		CmapEntry  *p = NULL;
-		int			c;
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
-		HeapTuple	tuple;
-
-		CHECK_FOR_INTERRUPTS();
-		have_tree = iter_tree_item(st, &item);
-		if (st->pi < st->npending)
-			p = st->pending[st->pi];
-		if (!have_tree && p == NULL)
-			break;
-
-		if (have_tree && p != NULL)
-			c = iter_keycmp(item.key, item.keylen, p->key, p->keylen);
-		else
-			c = have_tree ? -1 : 1;
-
-		if (c > 0 || (c == 0 && p->st.op != CMAP_OP_CHECK))
-		{
-			/* the transaction's own write wins */
-			bool		tree_same = (c == 0);
-
-			st->pi++;
-			if (tree_same)
-				cmap_cursor_next(&st->cur);
-			if (p->st.op == CMAP_OP_DEL || p->st.op == CMAP_OP_CHECK)
-				continue;
-			values[0] = PointerGetDatum(cstring_to_text_with_len(p->key, p->keylen));
-			if (p->st.op == CMAP_OP_INCR)
-			{
-				int64		base = tree_same ?
-					cmap_parse_int8(item.value, item.vallen, p->key, p->keylen) : 0;
-
-				values[1] = PointerGetDatum(cstring_to_text(psprintf(INT64_FORMAT,
-																	 cmap_add_int8(base, p->st.delta, p->key, p->keylen))));
-			}
-			else
-				values[1] = PointerGetDatum(cstring_to_text_with_len(p->st.value, p->st.vallen));
-			nulls[2] = true;	/* not committed yet: no version */
-		}
-		else
-		{
-			if (c == 0)
-				st->pi++;		/* a CHECK entry: the snapshot's value stands */
-			values[0] = PointerGetDatum(cstring_to_text_with_len(item.key, item.keylen));
-			values[1] = PointerGetDatum(cstring_to_text_with_len(item.value, item.vallen));
-			values[2] = Int64GetDatum((int64) item.version);
-			cmap_cursor_next(&st->cur);
-		}
-		tuple = heap_form_tuple(funcctx->tuple_desc, values, nulls);
-		SRF_RETURN_NEXT(funcctx, HeapTupleGetDatum(tuple));
-	}
-
-	iter_shutdown(PointerGetDatum(st));
+	CHECK_FOR_INTERRUPTS();
+	if (cmap_iter_next(it, CurrentMemoryContext, CMAP_COL_ALL, values, nulls))
+		SRF_RETURN_NEXT(funcctx,
+						HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc,
+														  values, nulls)));
+	cmap_iter_end(it);
 	SRF_RETURN_DONE(funcctx);
 }
 

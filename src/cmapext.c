@@ -14,6 +14,8 @@
  *	  SERIALIZABLE transactions at their first query (cmap_snapshot.c);
  *	- ExecutorRun_hook / ProcessUtility_hook: track statement nesting, so
  *	  that statements nested in another share its version (cmap_snapshot.c);
+ *	- set_rel_pathlist_hook: a streaming scan for cmap_iterate() in FROM
+ *	  clauses (cmap_scan.c);
  *	- object_access_hook: DROP EXTENSION forgets the map (transactionally,
  *	  as a cmap_clear()); DROP DATABASE releases the database's map at
  *	  commit (cmap_commit.c);
@@ -47,6 +49,7 @@
 #include "cmap_commit.h"
 #include "cmap_persist.h"
 #include "cmap_reclaim.h"
+#include "cmap_scan.h"
 #include "cmap_shmem.h"
 #include "cmap_snapshot.h"
 
@@ -133,6 +136,15 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("cmapext.custom_scan",
+							 "Lets the planner stream cmap_iterate() in FROM clauses with a custom scan.",
+							 "When off, cmap_iterate() runs as an ordinary set-returning function, which materialises its rows first.",
+							 &cmap_custom_scan,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("cmapext");
 
 	if (!process_shared_preload_libraries_in_progress)
@@ -154,6 +166,7 @@ _PG_init(void)
 
 	cmap_commit_register_callbacks();
 	cmap_reclaimer_register();
+	cmap_scan_register();
 }
 
 static void
