@@ -39,6 +39,7 @@
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "common/int.h"
+#include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -94,6 +95,7 @@ typedef struct Batch
 	bool		sorted;			/* entries[] is in ascending key order */
 	CmapEntry  *last;			/* most recently created entry */
 	bool		cleared;		/* cmap_clear() ran: the base is empty */
+	bool		logmode;		/* append-only, no hash table yet (see below) */
 
 	/* bump allocator for entries */
 	char	   *arena;
@@ -132,6 +134,8 @@ static void batch_save(CmapEntry *e, bool created);
 static void batch_value_replace(CmapEntry *e, const char *value, Size vallen);
 static void count_note_change(CmapEntry *e, uint8 oldop);
 static void batch_compact(void);
+static void batch_leave_logmode(void);
+static int	sort_entries(CmapEntry **entries, int n, bool dedup);
 
 static inline int
 keycmp(const char *a, int alen, const char *b, int blen)
@@ -169,6 +173,8 @@ batch_get(void)
 	batch->entries = MemoryContextAlloc(batch_cxt, sizeof(CmapEntry *) * batch->maxentries);
 	batch->sorted = true;
 	batch->arena_chunk = ARENA_CHUNK_MIN;
+	/* log mode is only valid while no subtransaction is active */
+	batch->logmode = (GetCurrentSubTransactionId() == TopSubTransactionId);
 	return batch;
 }
 
@@ -234,6 +240,7 @@ cmap_batch_lookup(const char *key, int keylen)
 
 	if (batch == NULL || batch->nentries == 0)
 		return NULL;
+	batch_leave_logmode();
 	probe.key = key;
 	probe.keylen = keylen;
 	probe.hash = hash_bytes((const unsigned char *) key, keylen);
@@ -260,9 +267,18 @@ cmap_batch_entry(const char *key, int keylen)
 	probe.key = key;
 	probe.keylen = keylen;
 	probe.hash = hash_bytes((const unsigned char *) key, keylen);
-	slot = cmap_bh_insert_hash(batch->hash, &probe, probe.hash, &found);
-	if (found)
-		return slot->entry;
+	if (batch->logmode)
+	{
+		/* append; a repeated key is resolved when the log is sorted */
+		slot = NULL;
+		found = false;
+	}
+	else
+	{
+		slot = cmap_bh_insert_hash(batch->hash, &probe, probe.hash, &found);
+		if (found)
+			return slot->entry;
+	}
 
 	e = arena_alloc(sizeof(CmapEntry) + keylen);
 	kcopy = (char *) e + sizeof(CmapEntry);
@@ -275,7 +291,8 @@ cmap_batch_entry(const char *key, int keylen)
 	e->st.op = CMAP_OP_NONE;
 	e->st.subid = GetCurrentSubTransactionId();
 	e->st.mirror_cid = InvalidCommandId;
-	slot->entry = e;
+	if (slot != NULL)
+		slot->entry = e;
 
 	if (batch->nentries >= batch->maxentries)
 	{
@@ -284,8 +301,9 @@ cmap_batch_entry(const char *key, int keylen)
 									   sizeof(CmapEntry *) * batch->maxentries);
 	}
 	batch->entries[batch->nentries++] = e;
+	/* not strictly ascending: needs sorting (and in log mode, deduplication) */
 	if (batch->sorted && batch->last != NULL &&
-		keycmp(key, keylen, batch->last->key, batch->last->keylen) < 0)
+		keycmp(key, keylen, batch->last->key, batch->last->keylen) <= 0)
 		batch->sorted = false;
 	batch->last = e;
 
@@ -535,7 +553,10 @@ batch_compact(void)
 
 		if (e->st.op == CMAP_OP_NONE)
 		{
-			(void) cmap_bh_delete(batch->hash, e);
+			BatchSlot  *slot = batch->logmode ? NULL : cmap_bh_lookup(batch->hash, e);
+
+			if (slot != NULL && slot->entry == e)
+				cmap_bh_delete_item(batch->hash, slot);
 			continue;
 		}
 		batch->entries[j++] = e;
@@ -555,24 +576,121 @@ cmap_batch_reset(void)
 	}
 }
 
-/* Sort support: compare entries by key bytes. */
-static int
-entry_cmp(const void *a, const void *b)
+/*
+ * Sorting the batch at commit.  Entries are sorted through an array of
+ * (abbreviated key, entry) pairs: the first 8 key bytes as a big-endian
+ * integer decide most comparisons without touching the entries.  Text has
+ * no zero bytes, so padding short keys with zeros keeps byte order.
+ */
+typedef struct SortItem
 {
-	const CmapEntry *x = *(CmapEntry *const *) a;
-	const CmapEntry *y = *(CmapEntry *const *) b;
-	int			r = memcmp(x->key, y->key, Min(x->keylen, y->keylen));
+	uint64		abbrev;
+	CmapEntry  *e;
+	int			seq;			/* position before sorting: later writes win */
+} SortItem;
 
-	if (r != 0)
-		return r;
-	return (x->keylen > y->keylen) - (x->keylen < y->keylen);
+static inline uint64
+abbrev_key(const char *key, int keylen)
+{
+	unsigned char buf[8] = {0};
+	uint64		v;
+
+	memcpy(buf, key, Min(keylen, 8));
+	memcpy(&v, buf, 8);
+	return pg_ntoh64(v);
+}
+
+static inline int
+sortitem_cmp(const SortItem *a, const SortItem *b)
+{
+	int			c;
+
+	if (a->abbrev != b->abbrev)
+		return a->abbrev < b->abbrev ? -1 : 1;
+	c = keycmp(a->e->key, a->e->keylen, b->e->key, b->e->keylen);
+	if (c != 0)
+		return c;
+	return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+#define ST_SORT sort_items
+#define ST_ELEMENT_TYPE SortItem
+#define ST_COMPARE(a, b) sortitem_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * Sort entries by key; with dedup, keep only the last write of each key
+ * (log mode).  Returns the new number of entries.
+ */
+static int
+sort_entries(CmapEntry **entries, int n, bool dedup)
+{
+	SortItem   *items = palloc_extended(sizeof(SortItem) * Max(n, 1), MCXT_ALLOC_HUGE);
+	int			i,
+				j = 0;
+
+	for (i = 0; i < n; i++)
+	{
+		items[i].abbrev = abbrev_key(entries[i]->key, entries[i]->keylen);
+		items[i].e = entries[i];
+		items[i].seq = i;
+	}
+	sort_items(items, n);
+	for (i = 0; i < n; i++)
+	{
+		if (dedup && i + 1 < n && items[i].abbrev == items[i + 1].abbrev &&
+			keycmp(items[i].e->key, items[i].e->keylen,
+				   items[i + 1].e->key, items[i + 1].e->keylen) == 0)
+			continue;			/* superseded by a later write of the key */
+		entries[j++] = items[i].e;
+	}
+	pfree(items);
+	return j;
 }
 
 /*
- * The live entries in ascending key order.  Entries whose op is NONE (made
- * and rolled back) are left out.  The array is the batch's own, sorted in
- * place.
+ * Log mode.  Blind writes of a transaction that has no subtransaction (the
+ * bulk-load and autocommit cases) are simply appended: with a million
+ * entries, finding a key's entry in a hash table costs a cache miss per
+ * write.  Repeated keys are resolved when the log is sorted (last write
+ * wins).  The first read of a pending write, count, clear or
+ * subtransaction start turns the log into the hash table used otherwise;
+ * since no subtransaction was ever active in log mode, no undo is needed.
  */
+static void
+batch_leave_logmode(void)
+{
+	int			i;
+
+	if (batch == NULL || !batch->logmode)
+		return;
+	if (!batch->sorted)
+	{
+		batch->nentries = sort_entries(batch->entries, batch->nentries, true);
+		batch->sorted = true;
+	}
+	batch->logmode = false;
+	for (i = 0; i < batch->nentries; i++)
+	{
+		CmapEntry  *e = batch->entries[i];
+		bool		found;
+		BatchSlot  *slot = cmap_bh_insert_hash(batch->hash, e, e->hash, &found);
+
+		Assert(!found);
+		slot->entry = e;
+	}
+	batch->last = batch->nentries > 0 ? batch->entries[batch->nentries - 1] : NULL;
+}
+
+/* A subtransaction starts: log mode is over (see batch_leave_logmode). */
+void
+cmap_batch_subxact_start(void)
+{
+	batch_leave_logmode();
+}
+
 CmapEntry **
 cmap_batch_sorted(int *n)
 {
@@ -584,7 +702,8 @@ cmap_batch_sorted(int *n)
 	batch_compact();
 	if (!batch->sorted)
 	{
-		qsort(batch->entries, batch->nentries, sizeof(CmapEntry *), entry_cmp);
+		batch->nentries = sort_entries(batch->entries, batch->nentries,
+									   batch->logmode);
 		batch->sorted = true;
 		batch->last = batch->nentries > 0 ? batch->entries[batch->nentries - 1] : NULL;
 	}
@@ -726,6 +845,7 @@ cmap_read_count(const CmapView *view)
 	base = cmap_batch_cleared() ? 0 : (int64) view->tree.count;
 	if (batch == NULL || batch->nentries == 0)
 		return base;
+	batch_leave_logmode();
 
 	if (!batch->count_valid || batch->count_version != view->version)
 	{

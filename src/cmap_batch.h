@@ -78,6 +78,7 @@ extern void cmap_batch_clear(void);
 extern CmapEntry **cmap_batch_sorted(int *n);
 extern void cmap_batch_reset(void);
 extern void cmap_batch_subxact_abort(SubTransactionId subid);
+extern void cmap_batch_subxact_start(void);
 
 /* Reads through the batch (read-your-writes). */
 typedef struct CmapValue

@@ -204,7 +204,9 @@ static void
 cmap_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					  SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
+	if (event == SUBXACT_EVENT_START_SUB)
+		cmap_batch_subxact_start();
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
 		immediate_cleanup();
 		cmap_batch_subxact_abort(mySubid);
