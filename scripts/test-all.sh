@@ -46,6 +46,11 @@ if ! run_pg make -C "$work" installcheck PG_CONFIG="$PG_CONFIG"; then
 	done
 fi
 
+log "static analysis (cppcheck, clang-tidy)"
+if ! "$here/scripts/lint.sh"; then
+	status=1
+fi
+
 if [ "${SKIP_STRESS:-0}" != "1" ] && [ -x "$work/test/stress/run.sh" ]; then
 	log "stress test (${STRESS_SECONDS:-60} s)"
 	if ! run_pg env STRESS_SECONDS="${STRESS_SECONDS:-60}" "$work/test/stress/run.sh"; then
