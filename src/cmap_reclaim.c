@@ -21,6 +21,9 @@
  *	   side of the protocol in cmap_snapshot.c);
  *	3. free what no pinned version can reach, without any lock;
  *	4. under the writer lock again, put back what is still pinned.
+ * Between steps 1 and 4 the detached items exist nowhere else: nothing in
+ * between may raise an error (no allocation, no interrupt check; the
+ * buffers are allocated by the caller), or they would leak for good.
  * Passes are serialised by CmapShared.reclaim_lock.  Nothing here runs in
  * the COMMIT step; it runs in the reclaimer worker (woken by commits and by
  * readers releasing old versions) and, when memory is short, in a
@@ -230,7 +233,6 @@ reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned)
 			pass.freed_bytes += CMAP_NODE_SIZE;
 			cmap_pool_put(dp);
 		}
-		CHECK_FOR_INTERRUPTS();
 	}
 
 	/* headers: free the superseded ones nobody pins */
