@@ -168,13 +168,14 @@ batch_get(void)
 										  ALLOCSET_DEFAULT_SIZES);
 	batch = MemoryContextAllocZero(batch_cxt, sizeof(Batch));
 	batch->cxt = batch_cxt;
-	batch->hash = cmap_bh_create(batch_cxt, 16, NULL);
 	batch->maxentries = 16;
 	batch->entries = MemoryContextAlloc(batch_cxt, sizeof(CmapEntry *) * batch->maxentries);
 	batch->sorted = true;
 	batch->arena_chunk = ARENA_CHUNK_MIN;
 	/* log mode is only valid while no subtransaction is active */
 	batch->logmode = (GetCurrentSubTransactionId() == TopSubTransactionId);
+	if (!batch->logmode)
+		batch->hash = cmap_bh_create(batch_cxt, 16, NULL);
 	return batch;
 }
 
@@ -374,8 +375,17 @@ batch_value_replace(CmapEntry *e, const char *value, Size vallen)
 	}
 	if (e->st.value != NULL && e->st.val_palloced)
 		pfree(e->st.value);
-	e->st.value = MemoryContextAllocHuge(batch->cxt, Max(vallen, 1));
-	e->st.val_palloced = true;
+	if (e->st.value == NULL && vallen <= 1024)
+	{
+		/* a first small value: from the arena, no separate allocation */
+		e->st.value = arena_alloc(Max(vallen, 1));
+		e->st.val_palloced = false;
+	}
+	else
+	{
+		e->st.value = MemoryContextAllocHuge(batch->cxt, Max(vallen, 1));
+		e->st.val_palloced = true;
+	}
 	e->st.valcap = vallen;
 	memcpy(e->st.value, value, vallen);
 	e->st.vallen = vallen;
@@ -489,7 +499,8 @@ cmap_batch_clear(void)
 	else
 	{
 		/* at top level nothing can bring the old entries back */
-		cmap_bh_reset(batch->hash);
+		if (batch->hash != NULL)
+			cmap_bh_reset(batch->hash);
 		batch->nundo = 0;
 	}
 	batch->nentries = 0;
@@ -672,6 +683,7 @@ batch_leave_logmode(void)
 		batch->sorted = true;
 	}
 	batch->logmode = false;
+	batch->hash = cmap_bh_create(batch->cxt, Max(16, batch->nentries * 2), NULL);
 	for (i = 0; i < batch->nentries; i++)
 	{
 		CmapEntry  *e = batch->entries[i];
