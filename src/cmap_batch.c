@@ -435,9 +435,12 @@ cmap_batch_set_delete(CmapEntry *e)
  * base value is only known at commit.
  */
 void
-cmap_batch_set_incr(CmapEntry *e, int64 delta)
+cmap_batch_set_incr(CmapEntry *e, CmapDelta delta)
 {
 	uint8		oldop = e->st.op;
+
+	/* increments accumulate per key: needs the hash table, not the log */
+	batch_leave_logmode();
 
 	batch_save(e, false);
 	e->st.op = CMAP_OP_INCR;
@@ -451,10 +454,26 @@ cmap_batch_set_dep(CmapEntry *e, uint8 dep, uint64 version, uint64 view)
 {
 	uint8		oldop = e->st.op;
 
+	/*
+	 * A dependency must survive later writes of the key, which in log mode
+	 * would supersede this entry: leave log mode (e, just appended, is the
+	 * entry that survives).
+	 */
+	batch_leave_logmode();
+
 	batch_save(e, false);
-	e->st.dep = dep;
-	e->st.dep_version = version;
-	e->st.dep_view = view;
+
+	/*
+	 * The first read decides: if a later read of the key sees another
+	 * version, the key changed in between and the first check will fail at
+	 * commit, as it must.
+	 */
+	if (e->st.dep == CMAP_DEP_NONE)
+	{
+		e->st.dep = dep;
+		e->st.dep_version = version;
+		e->st.dep_view = view;
+	}
 	if (e->st.op == CMAP_OP_NONE)
 		e->st.op = CMAP_OP_CHECK;
 	count_note_change(e, oldop);
@@ -468,8 +487,29 @@ void
 cmap_batch_clear(void)
 {
 	SubTransactionId cur = GetCurrentSubTransactionId();
+	CmapEntry **deps = NULL;
+	int			ndeps = 0;
+	int			i;
 
 	batch_get();
+	batch_leave_logmode();
+
+	/*
+	 * What earlier conditional operations read must still be validated at
+	 * commit: remember those entries, to carry them over as validation-only
+	 * entries.
+	 */
+	for (i = 0; i < batch->nentries; i++)
+	{
+		CmapEntry  *e = batch->entries[i];
+
+		if (e->st.op == CMAP_OP_NONE || e->st.dep == CMAP_DEP_NONE)
+			continue;
+		if (deps == NULL)
+			deps = palloc(sizeof(CmapEntry *) * batch->nentries);
+		deps[ndeps++] = e;
+	}
+
 	if (cur != TopSubTransactionId)
 	{
 		UndoRec    *u;
@@ -508,6 +548,18 @@ cmap_batch_clear(void)
 	batch->last = NULL;
 	batch->cleared = true;
 	batch->count_valid = false;
+
+	for (i = 0; i < ndeps; i++)
+	{
+		CmapEntry  *e = cmap_batch_entry(deps[i]->key, deps[i]->keylen);
+
+		e->st.op = CMAP_OP_CHECK;
+		e->st.dep = deps[i]->st.dep;
+		e->st.dep_version = deps[i]->st.dep_version;
+		e->st.dep_view = deps[i]->st.dep_view;
+	}
+	if (deps != NULL)
+		pfree(deps);
 }
 
 /*
@@ -769,6 +821,40 @@ bad:
 	pg_unreachable();
 }
 
+static void
+report_incr_overflow(const char *key, int keylen)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("bigint out of range incrementing key \"%.*s\"", keylen, key)));
+}
+
+/* base + delta, with the overflow error cmap_increment reports. */
+int64
+cmap_apply_delta(int64 base, CmapDelta delta, const char *key, int keylen)
+{
+#ifdef HAVE_INT128
+	int128		r = (int128) base + delta;
+
+	if (r > PG_INT64_MAX || r < PG_INT64_MIN)
+		report_incr_overflow(key, keylen);
+	return (int64) r;
+#else
+	return cmap_add_int8(base, delta, key, keylen);
+#endif
+}
+
+/* Sum of pending deltas. */
+CmapDelta
+cmap_add_delta(CmapDelta a, int64 b, const char *key, int keylen)
+{
+#ifdef HAVE_INT128
+	return a + b;				/* cannot overflow: at most 2^63 per call */
+#else
+	return cmap_add_int8(a, b, key, keylen);
+#endif
+}
+
 /* Add with the overflow error cmap_increment reports. */
 int64
 cmap_add_int8(int64 a, int64 b, const char *key, int keylen)
@@ -839,7 +925,7 @@ cmap_read(const CmapView *view, const char *key, int keylen, CmapValue *val)
 		int64		base = val->found ? cmap_parse_int8(val->data, val->len, key, keylen) : 0;
 		char	   *buf = palloc(32);
 
-		snprintf(buf, 32, INT64_FORMAT, cmap_add_int8(base, e->st.delta, key, keylen));
+		snprintf(buf, 32, INT64_FORMAT, cmap_apply_delta(base, e->st.delta, key, keylen));
 		val->found = true;
 		val->own = true;
 		val->data = buf;
@@ -869,8 +955,10 @@ cmap_read_count(const CmapView *view)
 		{
 			CmapEntry  *e = batch->entries[i];
 
-			if (e->st.op == CMAP_OP_NONE)
-				continue;
+			/*
+			 * Every entry, even one without a write yet (NONE, CHECK): a
+			 * later write to it adjusts the count from this base.
+			 */
 			e->base_exists = !batch->cleared &&
 				cmap_tree_lookup(&view->tree, e->key, e->keylen, NULL);
 			e->counted = true;

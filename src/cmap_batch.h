@@ -34,6 +34,16 @@
 #define CMAP_DEP_VERSION	1	/* dep_version is the entry version seen */
 #define CMAP_DEP_ABSENT		2	/* the key was absent */
 
+/*
+ * Pending increments add up in a wider type where the platform has one, so
+ * that deltas that cancel out never overflow before the value does.
+ */
+#ifdef HAVE_INT128
+typedef int128 CmapDelta;
+#else
+typedef int64 CmapDelta;
+#endif
+
 /* The mutable part of an entry; an undo record saves a copy of it. */
 typedef struct CmapEntryState
 {
@@ -44,7 +54,7 @@ typedef struct CmapEntryState
 	uint32		vallen;
 	uint32		valcap;
 	char	   *value;			/* PUT: the value */
-	int64		delta;			/* INCR: sum of increments */
+	CmapDelta	delta;			/* INCR: sum of increments */
 	uint64		dep_version;	/* CMAP_DEP_VERSION: version seen */
 	uint64		dep_view;		/* view version the dependency was read in */
 	CommandId	mirror_cid;		/* command of a cmap_mirror store, or Invalid */
@@ -70,7 +80,7 @@ extern CmapEntry *cmap_batch_lookup(const char *key, int keylen);
 extern CmapEntry *cmap_batch_entry(const char *key, int keylen);
 extern void cmap_batch_set_put(CmapEntry *e, const char *value, Size vallen);
 extern void cmap_batch_set_delete(CmapEntry *e);
-extern void cmap_batch_set_incr(CmapEntry *e, int64 delta);
+extern void cmap_batch_set_incr(CmapEntry *e, CmapDelta delta);
 extern void cmap_batch_set_dep(CmapEntry *e, uint8 dep, uint64 version, uint64 view);
 extern void cmap_batch_clear(void);
 
@@ -102,5 +112,7 @@ extern CmapEntry **cmap_batch_snapshot(const char *prefix, int prefixlen, int *n
 /* Integer helpers shared by cmap_increment and the commit step. */
 extern int64 cmap_parse_int8(const char *data, Size len, const char *key, int keylen);
 extern int64 cmap_add_int8(int64 a, int64 b, const char *key, int keylen);
+extern int64 cmap_apply_delta(int64 base, CmapDelta delta, const char *key, int keylen);
+extern CmapDelta cmap_add_delta(CmapDelta a, int64 b, const char *key, int keylen);
 
 #endif							/* CMAP_BATCH_H */

@@ -661,16 +661,16 @@ static void
 resolve_conditional(CmapEntry **ops, int *nops, bool cleared)
 {
 	const CmapView *view = cmap_view_latest();
+
+	/*
+	 * Dependencies are checked against the committed map even if this
+	 * transaction cleared it: they were recorded before the clear.  (A
+	 * cleared batch has no increments: they become stores after a clear.)
+	 */
 	CmapTree	base = view->tree;
 	int			i,
 				j = 0;
 
-	if (cleared)
-	{
-		base.root = InvalidDsaPointer;
-		base.height = 0;
-		base.count = 0;
-	}
 	for (i = 0; i < *nops; i++)
 	{
 		CmapEntry  *e = ops[i];
@@ -688,7 +688,7 @@ resolve_conditional(CmapEntry **ops, int *nops, bool cleared)
 													e->key, e->keylen) : 0;
 			char		buf[32];
 
-			v = cmap_add_int8(v, e->st.delta, e->key, e->keylen);
+			v = cmap_apply_delta(v, e->st.delta, e->key, e->keylen);
 			snprintf(buf, sizeof(buf), INT64_FORMAT, v);
 			cmap_batch_set_put(e, buf, strlen(buf));
 		}
@@ -707,14 +707,9 @@ static void
 validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
 {
 	int			i;
-	CmapTree	base = w->tree;
 
-	if (cleared)
-	{
-		base.root = InvalidDsaPointer;
-		base.height = 0;
-		base.count = 0;
-	}
+	/* dependencies were recorded against the committed map (even if cleared) */
+	CmapTree	base = w->tree;
 
 	for (i = 0; i < nops; i++)
 	{
@@ -756,7 +751,7 @@ validate_and_apply(CmapWriter *w, CmapEntry **ops, int nops, bool cleared)
 
 					if (cmap_tree_lookup(&w->tree, e->key, e->keylen, &item))
 						v = cmap_parse_int8(item.value, item.vallen, e->key, e->keylen);
-					v = cmap_add_int8(v, e->st.delta, e->key, e->keylen);
+					v = cmap_apply_delta(v, e->st.delta, e->key, e->keylen);
 					snprintf(buf, sizeof(buf), INT64_FORMAT, v);
 					cmap_writer_put(w, e->key, e->keylen, buf, strlen(buf),
 									InvalidDsaPointer);

@@ -389,8 +389,8 @@ cmap_increment(PG_FUNCTION_ARGS)
 	else
 	{
 		/* lossless: add to whatever the value is at commit */
-		int64		total = (e->st.op == CMAP_OP_INCR) ?
-			cmap_add_int8(e->st.delta, delta, key, keylen) : delta;
+		CmapDelta	total = (e->st.op == CMAP_OP_INCR) ?
+			cmap_add_delta(e->st.delta, delta, key, keylen) : delta;
 
 		cmap_batch_set_incr(e, total);
 	}

@@ -134,7 +134,7 @@ cmap_iter_next(CmapIter *it, MemoryContext rowcxt, int mask,
 					cmap_parse_int8(item.value, item.vallen, p->key, p->keylen) : 0;
 
 				values[1] = PointerGetDatum(cstring_to_text(psprintf(INT64_FORMAT,
-																	 cmap_add_int8(base, p->st.delta, p->key, p->keylen))));
+																	 cmap_apply_delta(base, p->st.delta, p->key, p->keylen))));
 			}
 			else if (mask & CMAP_COL_VALUE)
 				values[1] = PointerGetDatum(cstring_to_text_with_len(p->st.value, p->st.vallen));
