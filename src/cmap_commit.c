@@ -43,12 +43,19 @@
  *	  build the complete new version at PRE_COMMIT (exact memory, errors
  *	  allowed, validation included) and only publish it at COMMIT.
  *
+ * A waiting exclusive committer makes new windows wait behind it, so that a
+ * stream of small commits cannot starve it, but for one second at most: an
+ * open window can last as long as its transaction's commit (a synchronous
+ * standby that does not answer, say), and a large commit stuck behind it
+ * must not stop every other writer of the map.
+ *
  * Registration is Dekker-style: a blind committer announces its window, then
  * (after a full barrier) looks for protectors; a protector announces its
  * protection, then (after a full barrier) looks for open windows, and waits
  * for those that write its keys.  At least one of the two sees the other.
  * Waits are condition-variable sleeps (interruptible by cancel and
- * statement_timeout), never with an LWLock held, and never by a committer
+ * termination; statement_timeout does not cover COMMIT, PostgreSQL stops it
+ * before committing), never with an LWLock held, and never by a committer
  * that others wait for: a blind committer steps back (closes its window)
  * before waiting, so no cycle can form outside the lock manager.
  *
@@ -302,6 +309,9 @@ window_conflict(CmapMap *map, const uint64 *pbloom)
  * exclusive committer holds or awaits the map, and while a protector guards
  * one of our keys (then without holding a window: see the file header).
  */
+/* How long a waiting exclusive committer keeps priority over new windows. */
+#define CMAP_EXCL_PRIORITY_MS	1000
+
 static void
 window_open(CmapMap *map, const uint64 *wbloom)
 {
@@ -311,10 +321,18 @@ window_open(CmapMap *map, const uint64 *wbloom)
 	for (;;)
 	{
 		bool		opened = false;
+		TimestampTz now = 0;
+
+		/* racy peek: only read the clock when someone waits for exclusivity */
+		if (map->excl_waiters > 0)
+			now = GetCurrentTimestamp();
 
 		memcpy(me->wbloom, wbloom, sizeof(me->wbloom));
 		SpinLockAcquire(&map->win_lock);
-		if (map->excl_owner < 0 && map->excl_waiters == 0)
+		if (map->excl_owner < 0 &&
+			(map->excl_waiters == 0 ||
+			 (now != 0 && TimestampDifferenceExceeds(map->excl_wait_since, now,
+													 CMAP_EXCL_PRIORITY_MS))))
 		{
 			map->windows_open++;
 			me->map_index = map->index;
@@ -340,7 +358,8 @@ window_open(CmapMap *map, const uint64 *wbloom)
 			continue;
 		}
 		/* the first call only prepares to sleep; then we re-check */
-		ConditionVariableSleep(&map->win_cv, PG_WAIT_EXTENSION);
+		(void) ConditionVariableTimedSleep(&map->win_cv, CMAP_EXCL_PRIORITY_MS,
+										   PG_WAIT_EXTENSION);
 		slept = true;
 	}
 	if (slept)
@@ -424,9 +443,11 @@ static void
 window_acquire_exclusive(CmapMap *map)
 {
 	bool		slept = false;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&map->win_lock);
-	map->excl_waiters++;
+	if (map->excl_waiters++ == 0)
+		map->excl_wait_since = now;
 	SpinLockRelease(&map->win_lock);
 
 	for (;;)

@@ -62,7 +62,7 @@
 #define CMAP_DUMP_FORMAT	1
 #define CMAP_DUMP_MAPMARK	0x4d415021	/* "MAP!" */
 #define CMAP_DUMP_ENDMARK	0x454e4421	/* "END!" */
-#define CMAP_PG_MAJOR		(PG_VERSION_NUM / 100)
+#define CMAP_PG_MAJOR		(PG_VERSION_NUM / 10000)
 
 typedef struct DumpHeader
 {
@@ -342,6 +342,8 @@ dump_load(const char *path)
 		/* modified inside PG_TRY and read in PG_CATCH: must be volatile */
 		CmapWriter *volatile w = NULL;
 		volatile uint64 consumed = 0;	/* entries fully read from the file */
+		dsa_pointer *volatile blobs = NULL; /* values copied so far */
+		volatile int nblobs = 0;
 
 		if (!dump_read(&f, &m, sizeof(m)))
 			break;
@@ -355,6 +357,8 @@ dump_load(const char *path)
 			Size		valcap = 0;
 			int			hdr_slot;
 			uint64		n;
+
+			int			maxblobs = 0;
 
 			w = palloc0(sizeof(CmapWriter));
 			cmap_writer_init(w, map->index, Max(m.version, 1), &empty, 0, 0);
@@ -381,13 +385,23 @@ dump_load(const char *path)
 				{
 					bool		oom;
 
+					if (nblobs >= maxblobs)
+					{
+						maxblobs = Max(64, maxblobs * 2);
+						blobs = blobs ? repalloc(blobs, sizeof(dsa_pointer) * maxblobs) :
+							palloc(sizeof(dsa_pointer) * maxblobs);
+					}
 					blob = cmap_blob_alloc(valbuf, e.vallen, &oom);
 					if (!DsaPointerIsValid(blob))
 						cmap_report_oom("a restored value", e.vallen);
+					blobs[nblobs++] = blob;
 				}
 				cmap_writer_put_version(w, key, e.keylen, valbuf, e.vallen,
 										blob, e.version);
 			}
+			/* an empty map keeps its version too (so versions never go back) */
+			if (m.version > 0)
+				w->changed = true;
 			hdr_slot = cmap_header_reserve();
 			LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
 			if (w->changed)
@@ -395,6 +409,7 @@ dump_load(const char *path)
 			LWLockRelease(map->writer_lock);
 			if (!w->changed)
 				cmap_header_release(hdr_slot);
+			nblobs = 0;			/* the map owns them now */
 			cmap_writer_finish(w);
 			w = NULL;
 			total += m.count;
@@ -404,6 +419,7 @@ dump_load(const char *path)
 		{
 			ErrorData  *edata;
 			uint64		k;
+			int			b;
 
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
@@ -411,6 +427,8 @@ dump_load(const char *path)
 			LWLockReleaseAll();
 			if (w != NULL)
 				cmap_writer_discard(w);
+			for (b = 0; b < nblobs; b++)
+				cmap_blob_free(blobs[b]);
 			ereport(WARNING,
 					(errmsg("cmapext: could not restore the map of database %u: %s",
 							m.dboid, edata->message),

@@ -166,6 +166,7 @@ typedef struct CmapMap
 	int32		windows_open;	/* committers between PRE_COMMIT and COMMIT */
 	int32		excl_owner;		/* pgprocno holding the exclusive window, or -1 */
 	int32		excl_waiters;	/* committers waiting for exclusivity */
+	TimestampTz excl_wait_since;	/* when the oldest of them began waiting */
 	pg_atomic_uint32 nprotectors;	/* windows in state CMAP_WIN_PROTECT */
 	ConditionVariable win_cv;	/* signalled whenever a window closes */
 

@@ -84,6 +84,36 @@ static void cmap_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 static void cmap_object_access(ObjectAccessType access, Oid classId,
 							   Oid objectId, int subId, void *arg);
 
+/*
+ * PostgreSQL only warns about an invalid value of an extension's setting
+ * found in postgresql.conf, and uses the default instead.  For the settings
+ * that size shared memory that would silently shrink the maps (and drop a
+ * saved map that no longer fits), so refuse to start instead, as the server
+ * does for its own settings.  Called before the setting is defined, when
+ * its value is still the raw string from the configuration.
+ */
+static void
+cmap_check_raw_setting(const char *name, int min, int max, int flags)
+{
+	const char *raw = GetConfigOption(name, true, false);
+	const char *hintmsg = NULL;
+	int			val;
+
+	if (raw == NULL)
+		return;
+	if (!parse_int(raw, &val, flags, &hintmsg))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"%s\": \"%s\"", name, raw),
+				 hintmsg ? errhint("%s", _(hintmsg)) : 0));
+	if (val < min || val > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("value \"%s\" is out of range for parameter \"%s\"", raw, name),
+				 errdetail("Valid values are between %d and %d%s.", min, max,
+						   (flags & GUC_UNIT_KB) ? " kB" : "")));
+}
+
 void
 _PG_init(void)
 {
@@ -95,6 +125,9 @@ _PG_init(void)
 	 */
 	if (process_shared_preload_libraries_in_progress)
 	{
+		cmap_check_raw_setting("cmapext.max_memory", 1024, INT_MAX / 2, GUC_UNIT_KB);
+		cmap_check_raw_setting("cmapext.max_databases", 1, 1024, 0);
+
 		DefineCustomIntVariable("cmapext.max_memory",
 								"Sets the amount of shared memory that holds the maps of all databases.",
 								"A commit that does not fit fails with SQLSTATE 53200.",
