@@ -514,6 +514,18 @@ cmap_iterate(PG_FUNCTION_ARGS)
 						HeapTupleGetDatum(heap_form_tuple(funcctx->tuple_desc,
 														  values, nulls)));
 	cmap_iter_end(it);
+
+	/*
+	 * SRF_RETURN_DONE frees the memory the iterator lives in: the end-of-scan
+	 * callback must not run on it later (found by valgrind).
+	 */
+	{
+		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+		if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->econtext != NULL)
+			UnregisterExprContextCallback(rsinfo->econtext, iter_shutdown,
+										  PointerGetDatum(it));
+	}
 	SRF_RETURN_DONE(funcctx);
 }
 
