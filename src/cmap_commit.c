@@ -851,6 +851,7 @@ cmap_commit_publish(CmapMap *map, CmapWriter *w, int hdr_slot)
 			map->retire_head = w->retire_head;
 		map->retire_tail = w->retire_tail;
 		map->retired_bytes += w->retired_bytes;
+		map->retired_new += w->retired_bytes;
 		map->retired_items += w->retired_items;
 	}
 	return true;

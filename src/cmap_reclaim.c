@@ -20,7 +20,8 @@
  *	2. pg_memory_barrier(), then read every process's pin slot (the reader
  *	   side of the protocol in cmap_snapshot.c);
  *	3. free what no pinned version can reach, without any lock;
- *	4. under the writer lock again, put back what is still pinned.
+ *	4. keep what is still pinned on the map's kept list, which later passes
+ *	   re-check only when the pins that could keep it change.
  * Between steps 1 and 4 the detached items exist nowhere else: nothing in
  * between may raise an error (no allocation, no interrupt check; the
  * buffers are allocated by the caller), or they would leak for good.
@@ -72,6 +73,7 @@ typedef struct ReclaimPass
 	ReclaimList work;			/* still to examine */
 	ReclaimList keep;			/* still reachable */
 	uint64		death;			/* for children of an expanded subtree */
+	uint64		keep_max_death; /* largest death among items kept */
 	uint64		freed_bytes;
 	int64		items_delta;	/* change in the number of listed items */
 } ReclaimPass;
@@ -81,6 +83,7 @@ static bool version_pinned(const ReclaimPass *pass, uint64 birth, uint64 death);
 static void push_child(dsa_pointer ref, void *arg);
 static void reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned);
 static int	uint64_cmp(const void *a, const void *b);
+static uint64 pins_signature(const ReclaimPass *pass, uint64 below);
 
 static void
 list_push(ReclaimList *l, dsa_pointer dp)
@@ -126,6 +129,21 @@ push_child(dsa_pointer ref, void *arg)
 	pass->items_delta++;
 }
 
+/* A hash of the (sorted) pinned versions older than 'below'. */
+static uint64
+pins_signature(const ReclaimPass *pass, uint64 below)
+{
+	uint64		h = UINT64CONST(0xcbf29ce484222325);
+	int			i;
+
+	for (i = 0; i < pass->npinned && pass->pinned[i] < below; i++)
+	{
+		h ^= pass->pinned[i];
+		h *= UINT64CONST(0x100000001b3);
+	}
+	return h ^ (uint64) i;
+}
+
 static int
 uint64_cmp(const void *a, const void *b)
 {
@@ -155,7 +173,8 @@ reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned)
 	/* 1. detach */
 	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
 	if (map->state == CMAP_MAP_FREE ||
-		(!DsaPointerIsValid(map->retire_head) && map->superseded_head < 0))
+		(!DsaPointerIsValid(map->retire_head) && map->superseded_head < 0 &&
+		 !DsaPointerIsValid(map->kept_head)))
 	{
 		LWLockRelease(map->writer_lock);
 		return;
@@ -163,6 +182,7 @@ reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned)
 	pass.work.head = map->retire_head;
 	pass.work.tail = map->retire_tail;
 	map->retire_head = map->retire_tail = InvalidDsaPointer;
+	map->retired_new = 0;
 	sup_head = map->superseded_head;
 	map->superseded_head = -1;
 	LWLockRelease(map->writer_lock);
@@ -201,6 +221,23 @@ reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned)
 	}
 	qsort(pass.pinned, pass.npinned, sizeof(uint64), uint64_cmp);
 
+	/*
+	 * Items kept by earlier passes need another look only if the pins that
+	 * could keep them (versions older than the largest death among them)
+	 * changed; pins of newer versions, taken by every new statement, cannot
+	 * keep them.  A hash collision only keeps memory a little longer.
+	 */
+	if (DsaPointerIsValid(map->kept_head) &&
+		pins_signature(&pass, map->kept_max_death) != map->kept_sig)
+	{
+		((CmapRetired *) cmap_addr(map->kept_tail))->next = pass.work.head;
+		if (!DsaPointerIsValid(pass.work.head))
+			pass.work.tail = map->kept_tail;
+		pass.work.head = map->kept_head;
+		map->kept_head = map->kept_tail = InvalidDsaPointer;
+		map->kept_max_death = 0;
+	}
+
 	/* 3. free what nobody can reach */
 	while (DsaPointerIsValid(pass.work.head))
 	{
@@ -214,6 +251,7 @@ reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned)
 		if (version_pinned(&pass, r->birth, r->death))
 		{
 			list_push(&pass.keep, dp);
+			pass.keep_max_death = Max(pass.keep_max_death, r->death);
 			continue;
 		}
 
@@ -250,16 +288,18 @@ reclaim_map(CmapMap *map, uint64 *pinned_buf, bool *slot_pinned)
 			cmap_header_release(s);
 	}
 
-	/* 4. put back what is still reachable */
-	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
+	/* 4. put back what is still reachable, on the kept list */
 	if (DsaPointerIsValid(pass.keep.head))
 	{
-		/* kept items are older than anything appended meanwhile: prepend */
-		((CmapRetired *) cmap_addr(pass.keep.tail))->next = map->retire_head;
-		if (!DsaPointerIsValid(map->retire_head))
-			map->retire_tail = pass.keep.tail;
-		map->retire_head = pass.keep.head;
+		if (DsaPointerIsValid(map->kept_head))
+			((CmapRetired *) cmap_addr(map->kept_tail))->next = pass.keep.head;
+		else
+			map->kept_head = pass.keep.head;
+		map->kept_tail = pass.keep.tail;
+		map->kept_max_death = Max(map->kept_max_death, pass.keep_max_death);
 	}
+	map->kept_sig = pins_signature(&pass, map->kept_max_death);
+	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
 	while (sup_keep >= 0)
 	{
 		int32		s = sup_keep;

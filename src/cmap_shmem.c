@@ -177,6 +177,8 @@ cmap_shmem_startup(void)
 			map->writer_lock = &locks[2 + i].lock;
 			map->retire_head = InvalidDsaPointer;
 			map->retire_tail = InvalidDsaPointer;
+			map->kept_head = InvalidDsaPointer;
+			map->kept_tail = InvalidDsaPointer;
 			map->superseded_head = -1;
 			pg_atomic_init_u32(&map->height_hint, 0);
 			SpinLockInit(&map->win_lock);
@@ -371,6 +373,10 @@ cmap_claim_map(Oid dboid)
 		map->retire_head = InvalidDsaPointer;
 		map->retire_tail = InvalidDsaPointer;
 		map->retired_bytes = 0;
+		map->retired_new = 0;
+		map->kept_head = map->kept_tail = InvalidDsaPointer;
+		map->kept_max_death = 0;
+		map->kept_sig = 0;
 		map->retired_items = 0;
 		map->superseded_head = -1;
 		pg_atomic_write_u32(&map->height_hint, 0);
@@ -409,6 +415,7 @@ cmap_release_dropped_map(CmapMap *map)
 	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
 	if (map->state == CMAP_MAP_DROPPED &&
 		!DsaPointerIsValid(map->retire_head) &&
+		!DsaPointerIsValid(map->kept_head) &&
 		map->superseded_head < 0)
 	{
 		word = pg_atomic_read_u64(&map->current);

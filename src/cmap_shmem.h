@@ -155,8 +155,20 @@ typedef struct CmapMap
 	dsa_pointer retire_head;	/* retired nodes/blobs, oldest first */
 	dsa_pointer retire_tail;
 	uint64		retired_bytes;	/* bytes on the retire list */
+	uint64		retired_new;	/* of those, retired since the last pass */
 	uint64		retired_items;	/* entries on the retire list */
 	int32		superseded_head;	/* published headers no longer current */
+
+	/*
+	 * Retired objects a reclamation pass found still pinned, kept apart so
+	 * that later passes need not re-check them while the pins that matter
+	 * (versions older than kept_max_death) stay the same.  Only reclamation
+	 * touches these (under CmapShared.reclaim_lock).
+	 */
+	dsa_pointer kept_head;
+	dsa_pointer kept_tail;
+	uint64		kept_max_death;
+	uint64		kept_sig;
 
 	/* Hints read without a lock (racy reads are fine; see users). */
 	pg_atomic_uint32 height_hint;	/* height of the current version */

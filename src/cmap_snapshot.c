@@ -488,17 +488,19 @@ cmap_publish(CmapMap *map, int hdr_slot)
 }
 
 /*
- * Wake the reclaimer early if a map's garbage has grown past a threshold;
- * otherwise its periodic pass (every second) is soon enough.  Waking it on
- * every commit would cost a signal per commit and keep a core busy.  A
- * racy read of retired_bytes is fine: it is only a hint.
+ * Wake the reclaimer early if a map's garbage has grown past a threshold
+ * since its last pass; otherwise its periodic pass (every second) is soon
+ * enough.  Waking it on every commit would cost a signal per commit and
+ * keep a core busy; counting all retired bytes instead of new ones would do
+ * the same while a long reader pins old versions (each pass re-checks what
+ * the pin keeps).  Racy reads are fine: this is only a hint.
  */
 void
 cmap_reclaim_maybe(CmapMap *map)
 {
 	uint64		threshold = Max(UINT64CONST(1) << 20, cmap_shared->dsa_size / 64);
 
-	if (map->retired_bytes >= threshold)
+	if (map->retired_new >= threshold)
 		cmap_reclaim_request();
 }
 
