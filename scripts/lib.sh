@@ -44,7 +44,8 @@ build_and_install() {
 	make -C "$CMAP_TOP" install
 }
 
-run_pg() { runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"; }
+# Start in / : the caller's directory may be private to root.
+run_pg() { (cd / && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
 
 # free_port: a TCP port nobody listens on.
 free_port() {

@@ -25,7 +25,8 @@ rm -rf "$work"/.git "$work"/results "$work"/output_iso "$work"/tmp_check*
 chown -R postgres:postgres "$work"
 chmod 755 "$work"
 
-run_pg() { runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"; }
+# Start in / : the caller's directory may be private to root.
+run_pg() { (cd / && runuser -u postgres -- env PATH="$PG_BIN:$PATH" "$@"); }
 rc=0
 case "$kind" in
 	regress)

@@ -101,8 +101,8 @@ run_valgrind() {
 	chmod 755 "$work"
 	local tests
 	tests=$(cd "$CMAP_TOP/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | tr '\n' ' ')
-	if ! (cd "$work" && run_pg "$PG_BIN/../lib/pgxs/src/test/regress/pg_regress" \
-			--inputdir=. --bindir="$PG_BIN" --use-existing \
+	if ! (run_pg "$PG_BIN/../lib/pgxs/src/test/regress/pg_regress" \
+			--inputdir="$work" --outputdir="$work" --bindir="$PG_BIN" --use-existing \
 			--host="$dir" --port="$port" --dbname=contrib_regression $tests \
 			>"$logs/valgrind-regress.out" 2>&1); then
 		echo "pg_regress under valgrind FAILED (output in $logs/valgrind-regress.out)"

@@ -253,7 +253,8 @@ cmap_plan_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 			if (bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, attrs))
 				mask |= 1 << i;
 		/* [0] column mask, [1] function OID for the EXECUTE check */
-		cscan->custom_private = list_make2_int(mask, (int) fexpr->funcid);
+		cscan->custom_private = lappend_int(list_make1_int(mask),
+											(int) fexpr->funcid);
 	}
 	cscan->scan.scanrelid = 0;
 	cscan->flags = best_path->flags;
