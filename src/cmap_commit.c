@@ -270,9 +270,13 @@ bloom_intersects(const uint64 *a, const uint64 *b)
 	return false;
 }
 
-/* Is a key we write protected by another committer of this map? */
+/*
+ * Does another committer of this map, with a window in the given state,
+ * have a set (its protect set for CMAP_WIN_PROTECT, its write set for
+ * CMAP_WIN_OPEN) that may share a key with ours?
+ */
 static bool
-protected_conflict(CmapMap *map, const uint64 *wbloom)
+windows_conflict(CmapMap *map, int32 state, const uint64 *bloom)
 {
 	int			p;
 
@@ -281,27 +285,26 @@ protected_conflict(CmapMap *map, const uint64 *wbloom)
 		CmapProcWindow *w = &cmap_shared->windows[p];
 
 		if (p != cmap_my_procno && w->map_index == map->index &&
-			w->state == CMAP_WIN_PROTECT && bloom_intersects(w->pbloom, wbloom))
+			w->state == state &&
+			bloom_intersects(state == CMAP_WIN_PROTECT ? w->pbloom : w->wbloom,
+							 bloom))
 			return true;
 	}
 	return false;
 }
 
+/* Is a key we write protected by another committer of this map? */
+static inline bool
+protected_conflict(CmapMap *map, const uint64 *wbloom)
+{
+	return windows_conflict(map, CMAP_WIN_PROTECT, wbloom);
+}
+
 /* Does an open (unprotecting) window of this map write a key we protect? */
-static bool
+static inline bool
 window_conflict(CmapMap *map, const uint64 *pbloom)
 {
-	int			p;
-
-	for (p = 0; p < cmap_shared->nprocs; p++)
-	{
-		CmapProcWindow *w = &cmap_shared->windows[p];
-
-		if (p != cmap_my_procno && w->map_index == map->index &&
-			w->state == CMAP_WIN_OPEN && bloom_intersects(w->wbloom, pbloom))
-			return true;
-	}
-	return false;
+	return windows_conflict(map, CMAP_WIN_OPEN, pbloom);
 }
 
 /*
