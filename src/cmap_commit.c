@@ -527,6 +527,23 @@ make_blobs(CmapEntry **ops, int nops)
 }
 
 /*
+ * The current version of a map, for a committer that has shut out the other
+ * publishers (it holds writer_lock or the exclusive window): the version
+ * cannot change under it, nor be reclaimed, since it is current.  Returns its
+ * header; *word is its published word and *tree its tree.
+ */
+static CmapHeader *
+current_version(CmapMap *map, uint64 *word, CmapTree *tree)
+{
+	CmapHeader *hdr;
+
+	*word = cmap_current_word(map);
+	hdr = &cmap_shared->headers[CMAP_WORD_SLOT(*word)];
+	*tree = cmap_header_tree(hdr);
+	return hdr;
+}
+
+/*
  * Exclusive path: freeze the map, then build the whole new version now,
  * with exact memory use and errors allowed; COMMIT only publishes it.
  */
@@ -545,11 +562,7 @@ pre_commit_exclusive(CmapMap *map)
 	 * Nobody else can publish this map now, so its current version is stable
 	 * and cannot be reclaimed (it is current): build on it.
 	 */
-	word = cmap_current_word(map);
-	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-	tree.root = base->root;
-	tree.height = base->height;
-	tree.count = base->count;
+	base = current_version(map, &word, &tree);
 	if (CMAP_WORD_VERSION(word) >= CMAP_MAX_VERSION)
 		elog(ERROR, "cmapext: version counter exhausted");
 	cs.hdr_slot = cmap_header_reserve();
@@ -872,11 +885,7 @@ commit_apply_small(void)
 	bool		published;
 
 	LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
-	word = cmap_current_word(map);
-	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-	tree.root = base->root;
-	tree.height = base->height;
-	tree.count = base->count;
+	base = current_version(map, &word, &tree);
 	cmap_writer_init(w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
 					 base->nodes, base->blob_bytes);
 	w->may_fail = false;
@@ -962,11 +971,7 @@ reset_dropped_db(DroppedDb *d)
 		cmap_header_release(d->hdr_slot);
 		return;
 	}
-	word = cmap_current_word(map);
-	base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-	tree.root = base->root;
-	tree.height = base->height;
-	tree.count = base->count;
+	base = current_version(map, &word, &tree);
 	cmap_writer_init(&w, map->index, CMAP_WORD_VERSION(word) + 1, &tree,
 					 base->nodes, base->blob_bytes);
 	w.may_fail = false;
@@ -1227,11 +1232,7 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 		imm.window = true;
 
 		LWLockAcquire(map->writer_lock, LW_EXCLUSIVE);
-		word = cmap_current_word(map);
-		base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-		tree.root = base->root;
-		tree.height = base->height;
-		tree.count = base->count;
+		base = current_version(map, &word, &tree);
 		write = immediate_decide(op, &tree, key, keylen, expected, explen, delta,
 								 res, &value, &vallen, numbuf);
 		if (write)
@@ -1257,11 +1258,7 @@ cmap_immediate(CmapImmOp op, const char *key, int keylen,
 		window_acquire_exclusive(map);
 
 		/* nobody else can publish now: the current version is stable */
-		word = cmap_current_word(map);
-		base = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-		tree.root = base->root;
-		tree.height = base->height;
-		tree.count = base->count;
+		base = current_version(map, &word, &tree);
 		write = immediate_decide(op, &tree, key, keylen, expected, explen, delta,
 								 res, &value, &vallen, numbuf);
 		if (write)

@@ -569,9 +569,7 @@ cmap_persist_shutdown(int code, Datum arg)
 			continue;
 		word = pg_atomic_read_u64(&map->current);
 		h = &cmap_shared->headers[CMAP_WORD_SLOT(word)];
-		tree.root = h->root;
-		tree.height = h->height;
-		tree.count = h->count;
+		tree = cmap_header_tree(h);
 
 		m.mark = CMAP_DUMP_MAPMARK;
 		m.dboid = map->dboid;

@@ -219,9 +219,7 @@ pin_current(CmapMap *map)
 	lp->map = map;
 	lp->view.word = w;
 	lp->view.version = CMAP_WORD_VERSION(w);
-	lp->view.tree.root = hdr->root;
-	lp->view.tree.height = hdr->height;
-	lp->view.tree.count = hdr->count;
+	lp->view.tree = cmap_header_tree(hdr);
 	lp->view.pin = free_i;
 	Assert(hdr->version == lp->view.version);
 	npins_held++;

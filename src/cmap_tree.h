@@ -88,6 +88,18 @@ typedef struct CmapTree
 	uint64		count;
 } CmapTree;
 
+/* The tree of a version, as its header records it. */
+static inline CmapTree
+cmap_header_tree(const CmapHeader *h)
+{
+	CmapTree	tree;
+
+	tree.root = h->root;
+	tree.height = h->height;
+	tree.count = h->count;
+	return tree;
+}
+
 /* A leaf entry as returned to readers: pointers into shared memory. */
 typedef struct CmapItem
 {
